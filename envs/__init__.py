@@ -1,0 +1,1 @@
+"""Environments for rl-adaloss, registered with gymnasium on import."""

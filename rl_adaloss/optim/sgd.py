@@ -1,0 +1,167 @@
+"""Plain gradient steps with four step-size rules: AdaLoss, AdaGrad-Norm, constant, and 1/sqrt(t) decay.
+
+All four move every parameter by ``-step_size * grad`` (with optional L2 weight decay folded into the gradient);
+they differ only in how ``step_size`` is computed. In Algorithm 1 of Wu et al. (2022) ``b0`` is squared: the
+accumulator starts at ``b0**2`` and the step size is ``lr / b``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from rl_adaloss.optim.base import ScheduledOptimizer, check_finite, check_non_negative, check_positive
+
+
+def _with_weight_decay(params: list[Tensor], grads: list[Tensor], weight_decay: float) -> list[Tensor]:
+    if weight_decay == 0:
+        return grads
+    return torch._foreach_add(grads, params, alpha=weight_decay)
+
+
+def _descend(params: list[Tensor], grads: list[Tensor], step_size: float | Tensor) -> None:
+    """p <- p - step_size * g for every parameter; ``step_size`` is a float (host) or a 0-dim device tensor."""
+    if isinstance(step_size, Tensor):
+        torch._foreach_sub_(params, torch._foreach_mul(grads, step_size))
+    else:
+        torch._foreach_add_(params, grads, alpha=-step_size)
+
+
+class AdaLoss(ScheduledOptimizer):
+    r"""AdaLoss, Algorithm 1 of Wu, Xie, Du & Ward (AAAI 2022).
+
+    Per parameter group, with the current loss :math:`f(w_j)`:
+
+    * line 4: :math:`b_{j+1}^2 = b_j^2 + \alpha\,|f(w_j) - c|`, starting from :math:`b_0^2`;
+    * line 5: :math:`w_{j+1} = w_j - \frac{\eta}{b_{j+1}} \nabla f(w_j)`.
+
+    The accumulator is updated with the current loss *before* the parameters move. ``b0`` is squared here.
+
+    Args:
+        params: parameters or parameter groups.
+        lr: the base step size :math:`\eta`.
+        b0: the initial :math:`b` (the accumulator starts at ``b0**2``); > 0.
+        alpha: weight of the loss in the accumulator; >= 0.
+        c: the constant subtracted from the loss (an estimate of the optimal loss).
+        weight_decay: L2 penalty folded into the gradient.
+    """
+
+    needs_loss = True
+
+    def __init__(self, params, lr: float = 1.0, b0: float = 1.0, alpha: float = 1.0, c: float = 0.0,
+                 weight_decay: float = 0.0) -> None:
+        name = type(self).__name__
+        check_non_negative(name, "lr", lr)
+        check_positive(name, "b0", b0)
+        check_non_negative(name, "alpha", alpha)
+        check_finite(name, "c", c)
+        check_non_negative(name, "weight_decay", weight_decay)
+        defaults = dict(lr=lr, b0=b0, alpha=alpha, c=c, weight_decay=weight_decay)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            group.setdefault("b_squared", float(group["b0"]) ** 2)
+
+    def _update_group(self, group, params, grads, loss) -> None:
+        grads = _with_weight_decay(params, grads, group["weight_decay"])
+        if isinstance(loss, Tensor):
+            b_squared = self._group_scalar(group, "b_squared", loss.device)
+            finite = torch.isfinite(loss)
+            # A non-finite loss adds nothing and moves nothing: masked, so no sync.
+            b_squared.add_(torch.where(finite, group["alpha"] * (loss - group["c"]).abs(), 0.0))
+            step_size = torch.where(finite, group["lr"] / b_squared.sqrt(), 0.0)
+            grads = [torch.where(finite, g, 0.0) for g in grads]
+            _descend(params, grads, step_size)
+        else:
+            group["b_squared"] = float(group["b_squared"]) + group["alpha"] * abs(loss - group["c"])
+            _descend(params, grads, group["lr"] / math.sqrt(group["b_squared"]))
+
+    def _step_size(self, group):
+        return group["lr"] / math.sqrt(float(group["b_squared"]))
+
+    @property
+    def b(self) -> list[float]:
+        """Per group, the current :math:`b` (not squared)."""
+        return [math.sqrt(float(group["b_squared"])) for group in self.param_groups]
+
+
+class AdaGradNorm(ScheduledOptimizer):
+    r"""AdaGrad-Norm (Ward, Wu & Bottou, 2020), equations (1)-(2) of Wu et al. (2022).
+
+    Per parameter group:
+
+    * :math:`b_{j+1}^2 = b_j^2 + \sum_p \|\nabla_p f(w_j)\|^2` (the norm over the whole group), from :math:`b_0^2`;
+    * :math:`w_{j+1} = w_j - \frac{\eta}{b_{j+1}} \nabla f(w_j)`.
+
+    ``b0`` is squared here. The loss is accepted and ignored.
+    """
+
+    def __init__(self, params, lr: float = 1.0, b0: float = 1.0, weight_decay: float = 0.0) -> None:
+        name = type(self).__name__
+        check_non_negative(name, "lr", lr)
+        check_positive(name, "b0", b0)
+        check_non_negative(name, "weight_decay", weight_decay)
+        super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay))
+        for group in self.param_groups:
+            group.setdefault("b_squared", float(group["b0"]) ** 2)
+
+    def _update_group(self, group, params, grads, loss) -> None:
+        grads = _with_weight_decay(params, grads, group["weight_decay"])
+        squared_norm = torch.stack(torch._foreach_norm(grads)).square().sum()
+        if self._host_scalars(params[0].device):
+            group["b_squared"] = float(group["b_squared"]) + squared_norm.item()
+            _descend(params, grads, group["lr"] / math.sqrt(group["b_squared"]))
+        else:
+            b_squared = self._group_scalar(group, "b_squared", params[0].device)
+            b_squared.add_(squared_norm)
+            _descend(params, grads, group["lr"] / b_squared.sqrt())
+
+    def _step_size(self, group):
+        return group["lr"] / math.sqrt(float(group["b_squared"]))
+
+    @property
+    def b(self) -> list[float]:
+        """Per group, the current :math:`b` (not squared)."""
+        return [math.sqrt(float(group["b_squared"])) for group in self.param_groups]
+
+
+class SGDConstant(ScheduledOptimizer):
+    r"""SGD-Constant, the baseline of Section 3 of Wu et al. (2022): :math:`w_{j+1} = w_j - \frac{\eta}{b_0}\nabla f`.
+
+    Plain SGD at ``lr / b0``, written as a class so that every schedule is configured the same way.
+    """
+
+    def __init__(self, params, lr: float = 1.0, b0: float = 1.0) -> None:
+        name = type(self).__name__
+        check_non_negative(name, "lr", lr)
+        check_positive(name, "b0", b0)
+        super().__init__(params, dict(lr=lr, b0=b0))
+
+    def _update_group(self, group, params, grads, loss) -> None:
+        _descend(params, grads, self._step_size(group))
+
+    def _step_size(self, group):
+        return group["lr"] / group["b0"]
+
+
+class SGDDecaySqrt(ScheduledOptimizer):
+    r"""SGD-DecaySqrt, the baseline of Section 3 of Wu et al. (2022): :math:`\eta_t = \eta/\sqrt{b_0^2 + t}`.
+
+    ``t`` is 1 at the first step. The step count is deterministic, so it is kept on the host even on a device.
+    """
+
+    def __init__(self, params, lr: float = 1.0, b0: float = 1.0) -> None:
+        name = type(self).__name__
+        check_non_negative(name, "lr", lr)
+        check_positive(name, "b0", b0)
+        super().__init__(params, dict(lr=lr, b0=b0))
+        for group in self.param_groups:
+            group.setdefault("step", 0)
+
+    def _update_group(self, group, params, grads, loss) -> None:
+        group["step"] += 1
+        _descend(params, grads, self._step_size(group))
+
+    def _step_size(self, group):
+        return group["lr"] / math.sqrt(group["b0"] ** 2 + group["step"])

@@ -134,7 +134,13 @@ class ScheduledOptimizer(Optimizer):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        # Group scalars that are tensors are updated in place; clone them so a saved dict stays a snapshot.
+        # torch hands out the live per-parameter tensors (moments, step counts), which the next step updates in
+        # place; clone them so a saved dict stays a snapshot.
+        state["state"] = {
+            key: {name: value.detach().clone() if isinstance(value, Tensor) else value for name, value in s.items()}
+            for key, s in state["state"].items()
+        }
+        # Group scalars that are tensors are updated in place too; clone them as well.
         for group in state["param_groups"]:
             for key, value in group.items():
                 if isinstance(value, Tensor):
@@ -143,6 +149,13 @@ class ScheduledOptimizer(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
+        # torch keeps the loaded tensors themselves where dtype and device already match (always for "step"), so
+        # this optimizer would update the caller's dict in place, and share state with any other optimizer loaded
+        # from it. Own copies instead, on the parameter's device (torch leaves "step" where it was saved).
+        for param, s in self.state.items():
+            for name, value in s.items():
+                if isinstance(value, Tensor):
+                    s[name] = value.detach().to(device=param.device, copy=True)
         for group in self.param_groups:
             for key, value in group.items():
                 if isinstance(value, Tensor) and key != "params":

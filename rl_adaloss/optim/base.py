@@ -61,6 +61,26 @@ class ScheduledOptimizer(Optimizer):
         super().__init__(params, defaults)
         self.skipped_steps = 0
 
+    @property
+    def skipped_steps(self) -> int:
+        """How many steps a non-finite loss skipped. On the device path the count is kept on the device (no sync
+        per step); reading it syncs, so read it when logging."""
+        count = self._skipped_on_host
+        if self._skipped_on_device is not None:
+            count += int(self._skipped_on_device)
+        return count
+
+    @skipped_steps.setter
+    def skipped_steps(self, value: int) -> None:
+        self._skipped_on_host = int(value)
+        self._skipped_on_device: Tensor | None = None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Optimizer pickles only defaults, state and param_groups; a copy starts its count afresh.
+        super().__setstate__(state)
+        self.__dict__.setdefault("_skipped_on_host", 0)
+        self.__dict__.setdefault("_skipped_on_device", None)
+
     # -- the step ---------------------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -88,6 +108,7 @@ class ScheduledOptimizer(Optimizer):
         else:
             raise TypeError(f"{type(self).__name__}.step(): loss must be a float or a tensor, got {type(loss).__name__}")
 
+        counted = False
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -99,13 +120,20 @@ class ScheduledOptimizer(Optimizer):
                 host_loss = None if loss_value is None else float(loss_value)
                 if self.needs_loss and not math.isfinite(host_loss):
                     # Skip before touching any group, so the step is all-or-nothing.
-                    self.skipped_steps += 1
+                    self._skipped_on_host += 1
                     return loss
                 self._update_group(group, params, grads, host_loss)
             else:
                 device_loss = None
                 if loss_value is not None:
                     device_loss = torch.as_tensor(loss_value, dtype=torch.float32).to(params[0].device, non_blocking=True)
+                    if self.needs_loss and not counted:
+                        # The groups mask a non-finite step themselves; count it once, on the device, without a sync.
+                        skipped = (~torch.isfinite(device_loss)).to(torch.int64)
+                        if self._skipped_on_device is not None:
+                            skipped = skipped + self._skipped_on_device.to(skipped.device)
+                        self._skipped_on_device = skipped
+                        counted = True
                 self._update_group(group, params, grads, device_loss)
         return loss
 

@@ -1,0 +1,387 @@
+"""One PPO training run: ``python -m rl_adaloss.train [--config configs/NAME.yaml] [key=value ...]``.
+
+Reads top to bottom as a run does: resolve the config, build the environments and the model, train with periodic
+evaluation and checkpoints, and write the results. Everything a run writes goes under its run directory:
+
+    config.yaml        the resolved config
+    events.out.tfevents.*   TensorBoard scalars (SB3's ``train/*``, ``rollout/*``, and ``eval/mean_reward``)
+    monitor/           per-env episode CSVs (SB3's Monitor)
+    evaluations.csv    deterministic evaluation returns, and the step sizes at each evaluation
+    checkpoint.pkl     model, optimizers, normalization and evaluations; written periodically and on Ctrl-C/SIGTERM
+    model.zip, vecnormalize.pkl   the final model and its observation normalization
+    result.json        status (finished, diverged, interrupted or failed), steps, final/best eval return, wall time
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
+
+import envs  # noqa: F401  (registers CartPoleSwingUp-v1)
+from rl_adaloss.config import ConfigError, dump_config, load_config
+from rl_adaloss.io import read_json, write_atomic, write_json_atomic
+from rl_adaloss.optim import OPTIMIZERS
+from rl_adaloss.ppo import AdaLossPPO, TrainingDiverged
+
+EVAL_COLUMNS = ["timesteps", "mean_reward", "std_reward",
+                "actor_effective_lr", "critic_effective_lr", "actor_b", "critic_b"]
+#: Offsets the evaluation env's seed from the training seed, so the two never replay the same episodes.
+EVAL_SEED_OFFSET = 10_000
+
+
+# -- building a run ---------------------------------------------------------------------------------------------
+
+def make_envs(config: dict[str, Any], run_dir: Path, seed: int, resume: bool):
+    """The training envs (with Monitor CSVs) and the separately seeded evaluation env, normalized if configured."""
+    train_env = make_vec_env(config["env"], n_envs=config["n_envs"], seed=seed, monitor_dir=str(run_dir / "monitor"),
+                             monitor_kwargs=dict(override_existing=not resume))
+    eval_env = make_vec_env(config["env"], n_envs=1, seed=config["seed"] + EVAL_SEED_OFFSET)
+    if config["normalize"]:
+        train_env = VecNormalize(train_env, gamma=config["ppo"]["gamma"])
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+    return train_env, eval_env
+
+
+def build_model(config: dict[str, Any], env) -> AdaLossPPO:
+    """AdaLossPPO with the configured optimizer: ``optimizer.lr`` is SB3's learning_rate (eta), the rest its kwargs."""
+    spec = dict(config["optimizer"])
+    name, layout = spec.pop("name"), spec.pop("layout")
+    actor, critic = spec.pop("actor", {}), spec.pop("critic", {})
+    lr = spec.pop("lr")
+    ppo = dict(config["ppo"])
+    policy_kwargs = dict(net_arch=ppo.pop("net_arch"), optimizer_class=OPTIMIZERS[name], optimizer_kwargs=spec,
+                         separate_optimizers=layout == "separate")
+    if actor:
+        policy_kwargs["actor_optimizer_kwargs"] = actor
+    if critic:
+        policy_kwargs["critic_optimizer_kwargs"] = critic
+    return AdaLossPPO("MlpPolicy", env, learning_rate=lr, seed=config["seed"], device=config["device"],
+                      policy_kwargs=policy_kwargs, verbose=0, **ppo)
+
+
+# -- evaluation, checkpoints, progress --------------------------------------------------------------------------
+
+class Evaluations:
+    """The run's evaluation table, kept in memory and rewritten atomically to ``evaluations.csv`` at every row."""
+
+    def __init__(self, path: Path, rows: list[dict[str, float]] | None = None) -> None:
+        self.path = path
+        self.rows = list(rows or [])
+
+    def add(self, row: dict[str, float]) -> None:
+        self.rows.append(row)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=EVAL_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_atomic(self.path, text.getvalue())
+
+    @property
+    def returns(self) -> list[float]:
+        return [row["mean_reward"] for row in self.rows]
+
+
+class EvalCheckpointProgress(BaseCallback):
+    """After every PPO update: evaluate every ``eval_freq`` steps, checkpoint every ``checkpoint_freq`` steps, and
+    advance the progress bar. Hooked on rollout start, which is the first moment after an update."""
+
+    def __init__(self, run: "Run") -> None:
+        super().__init__()
+        self.run = run
+
+    def _on_rollout_start(self) -> None:
+        self.run.after_update()
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class Run:
+    """The state of one training run in progress: model, envs, evaluations and where they are written."""
+
+    def __init__(self, config: dict[str, Any], run_dir: Path, progress: bool) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.progress = progress
+        self.evaluations = Evaluations(run_dir / "evaluations.csv")
+        self.next_eval = 0
+        self.next_checkpoint = config["checkpoint_freq"]
+        self.bar = None
+
+    def start(self, resume: bool) -> None:
+        checkpoint = self.run_dir / "checkpoint.pkl"
+        if resume and checkpoint.exists():
+            state = pickle.loads(checkpoint.read_bytes())
+            seed = self.config["seed"] + state["timesteps"]  # fresh episodes, not a replay of the first ones
+            self.train_env, self.eval_env = make_envs(self.config, self.run_dir, seed, resume=True)
+            if state["vecnormalize"] is not None:
+                normalizer = pickle.loads(state["vecnormalize"])
+                normalizer.set_venv(self.train_env.venv)
+                self.train_env = normalizer
+            self.model = AdaLossPPO.load(io.BytesIO(state["model"]), env=self.train_env, device=self.config["device"])
+            self.evaluations = Evaluations(self.run_dir / "evaluations.csv", state["evaluations"])
+            self.next_eval = self._next_multiple(self.model.num_timesteps, self.config["eval"]["freq"])
+            self.next_checkpoint = self._next_multiple(self.model.num_timesteps, self.config["checkpoint_freq"])
+        else:
+            self.train_env, self.eval_env = make_envs(self.config, self.run_dir, self.config["seed"], resume=False)
+            self.model = build_model(self.config, self.train_env)
+        self.model.set_logger(configure(str(self.run_dir), ["tensorboard"]))
+
+    @staticmethod
+    def _next_multiple(step: int, every: int) -> int:
+        return (step // every + 1) * every
+
+    @property
+    def timesteps(self) -> int:
+        return self.model.num_timesteps
+
+    def learn(self) -> None:
+        remaining = self.config["total_timesteps"] - self.timesteps
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.config["total_timesteps"], initial=self.timesteps, unit="step",
+                            desc=f"{self.config['env']} {self.config['optimizer']['name']}", dynamic_ncols=True)
+        try:
+            if self.timesteps == 0:
+                self.evaluate()
+            if remaining > 0:
+                self.model.learn(remaining, callback=EvalCheckpointProgress(self), reset_num_timesteps=False)
+            self.after_update(final=True)
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+
+    def after_update(self, final: bool = False) -> None:
+        if self.bar is not None:
+            self.bar.update(self.timesteps - self.bar.n)
+        if final or self.timesteps >= self.next_eval:
+            if not self.evaluations.rows or self.evaluations.rows[-1]["timesteps"] != self.timesteps:
+                self.evaluate()
+            self.next_eval = self._next_multiple(self.timesteps, self.config["eval"]["freq"])
+        if not final and self.timesteps >= self.next_checkpoint:
+            self.save_checkpoint()
+            self.next_checkpoint = self._next_multiple(self.timesteps, self.config["checkpoint_freq"])
+
+    def evaluate(self) -> None:
+        if isinstance(self.train_env, VecNormalize):
+            sync_envs_normalization(self.train_env, self.eval_env)
+        mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.config["eval"]["episodes"],
+                                    deterministic=True)
+        row = {"timesteps": self.timesteps, "mean_reward": float(mean), "std_reward": float(std)}
+        row.update(self.model.step_size_stats())
+        self.evaluations.add(row)
+        self.model.logger.record("eval/mean_reward", float(mean))
+        self.model.logger.record("eval/std_reward", float(std))
+        self.model.logger.dump(step=self.timesteps)
+        if self.bar is not None:
+            self.bar.set_postfix(eval_return=f"{mean:.1f}")
+
+    def save_checkpoint(self) -> None:
+        model = io.BytesIO()
+        self.model.save(model)
+        normalizer = pickle.dumps(self.train_env) if isinstance(self.train_env, VecNormalize) else None
+        state = dict(timesteps=self.timesteps, model=model.getvalue(), vecnormalize=normalizer,
+                     evaluations=self.evaluations.rows)
+        write_atomic(self.run_dir / "checkpoint.pkl", pickle.dumps(state))
+
+    def save_final(self) -> None:
+        model = io.BytesIO()
+        self.model.save(model)
+        write_atomic(self.run_dir / "model.zip", model.getvalue())
+        if isinstance(self.train_env, VecNormalize):
+            write_atomic(self.run_dir / "vecnormalize.pkl", pickle.dumps(self.train_env))
+
+    def close(self) -> None:
+        for env in (getattr(self, "train_env", None), getattr(self, "eval_env", None)):
+            if env is not None:
+                env.close()
+
+
+# -- one run, start to finish -------------------------------------------------------------------------------------
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Turn SIGTERM into KeyboardInterrupt, so that both save a checkpoint (only possible in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(config: dict[str, Any], run_dir: str | Path, resume: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Train one configured run into ``run_dir`` and return its ``result.json`` content.
+
+    Never raises for a training problem: divergence, Ctrl-C/SIGTERM and errors are recorded as the result's
+    ``status`` (``diverged``, ``interrupted``, ``failed``), so a caller running many trainings carries on.
+    With ``resume``, continues from ``run_dir/checkpoint.pkl`` if there is one, else starts afresh.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "config.yaml", dump_config(config))
+    (run_dir / "result.json").unlink(missing_ok=True)
+    started = time.perf_counter()
+    previous_wall = 0.0
+    if resume and (run_dir / "checkpoint.pkl").exists() and (run_dir / "wall_time.json").exists():
+        previous_wall = read_json(run_dir / "wall_time.json")["seconds"]
+    result: dict[str, Any] = {"status": "failed", "reason": None}
+    current = Run(config, run_dir, progress)
+    try:
+        with sigterm_as_interrupt():
+            try:
+                current.start(resume)
+                current.learn()
+                current.save_final()
+                result.update(status="finished")
+            except TrainingDiverged as diverged:
+                result.update(status="diverged", reason=diverged.reason, diverged_at=diverged.step)
+            except KeyboardInterrupt:
+                if hasattr(current, "model"):
+                    current.save_checkpoint()
+                result.update(status="interrupted", reason="interrupted (Ctrl-C or SIGTERM); resume with --resume")
+    except Exception as error:  # noqa: BLE001 - recorded, so that a sweep goes on
+        write_atomic(run_dir / "error.txt", traceback.format_exc())
+        result.update(status="failed", reason=f"{type(error).__name__}: {error}".splitlines()[0])
+    finally:
+        current.close()
+    wall = previous_wall + time.perf_counter() - started
+    write_json_atomic(run_dir / "wall_time.json", {"seconds": wall})
+    returns = current.evaluations.returns
+    finite = [r for r in returns if math.isfinite(r)]
+    result.update(
+        env=config["env"],
+        optimizer=config["optimizer"]["name"],
+        seed=config["seed"],
+        timesteps=int(current.timesteps) if hasattr(current, "model") else 0,
+        total_timesteps=config["total_timesteps"],
+        final_eval_return=returns[-1] if returns else None,
+        best_eval_return=max(finite) if finite else None,
+        wall_time_s=round(wall, 3),
+    )
+    write_json_atomic(run_dir / "result.json", result)
+    return result
+
+
+# -- the command line ---------------------------------------------------------------------------------------------
+
+EXIT_CODES = {"finished": 0, "diverged": 1, "failed": 1, "interrupted": 130}
+
+FLAG_KEYS = {
+    "env": "env", "seed": "seed", "total_timesteps": "total_timesteps", "n_envs": "n_envs", "device": "device",
+    "optimizer": "optimizer.name", "layout": "optimizer.layout", "lr": "optimizer.lr", "b0": "optimizer.b0",
+    "alpha": "optimizer.alpha", "c": "optimizer.c", "betas": "optimizer.betas", "eps": "optimizer.eps",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m rl_adaloss.train",
+        description="Train PPO on a swing-up task with AdamLoss (or another step-size rule) in the actor and the "
+                    "critic. With no arguments: AdamLoss-PPO on Pendulum-v1, 2048-step rollouts, 1e5 steps.",
+        epilog="Any config key can be set as key=value, dotted for sections: ppo.n_epochs=5, eval.freq=5000, "
+               "optimizer.actor.alpha=0.01 (per-network override), optimizer.critic.b0=1e4. "
+               "Exit codes: 0 finished, 1 diverged or failed, 2 bad input, 130 interrupted.",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (see below)")
+    parser.add_argument("--config", type=Path, help="a YAML config, e.g. configs/pendulum_adamloss.yaml "
+                                                    "(default: built-in defaults, AdamLoss on Pendulum-v1)")
+    parser.add_argument("--env", help="gymnasium id: Pendulum-v1 or CartPoleSwingUp-v1")
+    parser.add_argument("--seed", type=int, help="random seed (training envs, networks; eval env uses seed+10000)")
+    parser.add_argument("--total-timesteps", type=int, help="environment steps to train for")
+    parser.add_argument("--n-envs", type=int, help="parallel training envs (rollout = n_envs x ppo.n_steps)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device for the networks")
+    parser.add_argument("--optimizer", help="step-size rule: adam, adamloss, adamsqrt, adaloss, adagradnorm, sgd, "
+                                            "sgd_decaysqrt")
+    parser.add_argument("--layout", choices=["separate", "joint"],
+                        help="separate: actor and critic optimizers each fed their own loss; joint: SB3's one "
+                             "optimizer fed the total loss")
+    parser.add_argument("--lr", type=float, help="base step size eta (for adam: the learning rate itself)")
+    parser.add_argument("--b0", type=float, help="initial accumulator b0 (AdamLoss/AdamSqrt: first step ~ lr/sqrt(b0); "
+                                                 "AdaLoss/AdaGradNorm/SGD: lr/b0)")
+    parser.add_argument("--alpha", type=float, help="weight of the loss in the AdaLoss/AdamLoss accumulator")
+    parser.add_argument("--c", type=float, help="constant subtracted from the loss in the accumulator")
+    parser.add_argument("--betas", type=float, nargs=2, metavar=("BETA1", "BETA2"), help="Adam moment decay rates")
+    parser.add_argument("--eps", type=float, help="Adam's epsilon")
+    parser.add_argument("--name", help="run name (default: <env>_<optimizer>_s<seed>_<timestamp>)")
+    parser.add_argument("--out-dir", type=Path, default=Path("runs"), help="parent folder of runs (default: runs)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue an interrupted run from its checkpoint (its config.yaml is used)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = list(args.overrides)
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={list(value) if isinstance(value, list) else value}")
+    return load_config(args.config, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.resume is not None:
+            run_dir = args.resume
+            if not (run_dir / "config.yaml").is_file():
+                raise ConfigError(f"--resume: {run_dir} is not a run directory (no config.yaml)")
+            if args.config or args.overrides or any(getattr(args, f) is not None for f in FLAG_KEYS):
+                raise ConfigError("--resume takes no config or overrides: the run continues with its own config.yaml")
+            config = load_config(run_dir / "config.yaml")
+        else:
+            config = config_from_args(args)
+            name = args.name or (f"{config['env']}_{config['optimizer']['name']}_s{config['seed']}_"
+                                 f"{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+            if "/" in name or name in ("", ".", ".."):
+                raise ConfigError(f"--name: expected a plain folder name, got {name!r}")
+            run_dir = args.out_dir / name
+            if run_dir.exists() and any(run_dir.iterdir()):
+                raise ConfigError(f"run directory {run_dir} already exists; pick another --name or use --resume")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    print(f"run directory: {run_dir}", file=sys.stderr)
+    result = run(config, run_dir, resume=args.resume is not None, progress=not args.quiet)
+    final = result["final_eval_return"]
+    summary = f"{result['status']} at step {result['timesteps']}"
+    if final is not None:
+        summary += f"; final eval return {final:.1f}, best {result['best_eval_return']:.1f}"
+    if result["reason"]:
+        summary += f" ({result['reason']})"
+    print(summary)
+    print(f"outputs: {run_dir}\nsee them: tensorboard --logdir {run_dir.parent}")
+    if result["status"] == "interrupted":
+        print(f"resume: python -m rl_adaloss.train --resume {run_dir}")
+    return EXIT_CODES[result["status"]]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

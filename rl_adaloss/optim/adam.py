@@ -30,6 +30,7 @@ class _ScheduledAdam(ScheduledOptimizer):
         check_non_negative(name, "lr", defaults["lr"])
         check_positive(name, "b0", defaults["b0"])
         check_betas(name, defaults["betas"])
+        defaults = {**defaults, "betas": tuple(defaults["betas"])}
         check_non_negative(name, "eps", defaults["eps"])
         check_non_negative(name, "weight_decay", defaults["weight_decay"])
         super().__init__(params, defaults)
@@ -87,7 +88,7 @@ class AdamLoss(_ScheduledAdam):
                  betas: tuple[float, float] = (0.9, 0.99), eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         check_non_negative(type(self).__name__, "alpha", alpha)
         check_finite(type(self).__name__, "c", c)
-        defaults = dict(lr=lr, b0=b0, alpha=alpha, c=c, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        defaults = dict(lr=lr, b0=b0, alpha=alpha, c=c, betas=betas, eps=eps, weight_decay=weight_decay)
         super().__init__(params, defaults)
         for group in self.param_groups:
             group.setdefault("b", float(group["b0"]))
@@ -121,7 +122,7 @@ class AdamSqrt(_ScheduledAdam):
 
     def __init__(self, params, lr: float = 1.0, b0: float = 1.0, betas: tuple[float, float] = (0.9, 0.99),
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:
-        defaults = dict(lr=lr, b0=b0, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        defaults = dict(lr=lr, b0=b0, betas=betas, eps=eps, weight_decay=weight_decay)
         super().__init__(params, defaults)
         for group in self.param_groups:
             group.setdefault("step", 0)

@@ -89,6 +89,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of keys at the top level")
         config = loaded or {}
+    return from_dict(config, overrides)
+
+
+def from_dict(config: dict[str, Any], overrides: list[str] | None = None) -> dict[str, Any]:
+    """Apply ``key=value`` overrides to a raw config dict, validate, and return the resolved config."""
+    config = copy.deepcopy(config)
     for item in overrides or []:
         key, value = parse_override(item)
         set_key(config, key, value)
@@ -186,6 +192,7 @@ def _typed(where: str, value: Any, expected: Any) -> Any:
     if isinstance(expected, bool):
         ok = isinstance(value, bool)
     elif isinstance(expected, float):
+        value = _yaml11_float(value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif isinstance(expected, int):
@@ -193,11 +200,22 @@ def _typed(where: str, value: Any, expected: Any) -> Any:
     elif isinstance(expected, str):
         ok = isinstance(value, str)
     elif isinstance(expected, list):
+        value = [_yaml11_float(v) for v in value] if isinstance(value, list) else value
         ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     else:
         ok = True
     if not ok:
         raise ConfigError(f"{where}: expected {_type_name(expected)}, got {value!r}")
+    return value
+
+
+def _yaml11_float(value: Any) -> Any:
+    """PyYAML follows YAML 1.1, which reads ``1e6`` and ``1.0e6`` as strings; take them as the numbers meant."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
     return value
 
 

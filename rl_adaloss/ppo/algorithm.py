@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import ClassVar
 
 import torch
@@ -23,6 +24,19 @@ class TrainingDiverged(RuntimeError):
         super().__init__(f"diverged at step {step}: {reason}")
         self.step = step
         self.reason = reason
+
+
+@contextmanager
+def _invalid_distribution_is_divergence(model: "AdaLossPPO"):
+    """A huge step can leave the parameters finite and yet the action distribution invalid (a log-std of -1e6
+    gives a zero scale); torch.distributions then refuses it with a ValueError. That is a divergence too."""
+    try:
+        yield
+    except ValueError as error:
+        if "to satisfy the constraint" not in str(error):  # torch.distributions' argument validation
+            raise
+        raise TrainingDiverged(model.num_timesteps, "the action distribution became invalid "
+                                                    "(a NaN mean, or a NaN, infinite or zero scale)") from error
 
 
 def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -56,7 +70,8 @@ class AdaLossPPO(PPO):
     joint clip) and, with ``torch.optim.Adam``, training is identical to stock ``PPO``.
 
     ``learning_rate`` (a float or a schedule) is the base step size eta of every optimizer. A NaN or infinite loss or
-    parameter raises :class:`TrainingDiverged` at the end of the update in which it appeared.
+    parameter raises :class:`TrainingDiverged` at the end of the update in which it appeared; so does an action
+    distribution that torch refuses (a zero or NaN scale), as soon as it is met.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": SeparateOptimizersPolicy}
@@ -78,6 +93,10 @@ class AdaLossPPO(PPO):
                     ("critic", policy.critic_optimizer, policy.critic_parameters())]
         return [("joint", policy.optimizer, list(policy.parameters()))]
 
+    def collect_rollouts(self, *args, **kwargs) -> bool:
+        with _invalid_distribution_is_divergence(self):
+            return super().collect_rollouts(*args, **kwargs)
+
     def train(self) -> None:
         """One PPO update on the rollout buffer. The loss arithmetic is stock SB3's, term for term."""
         self.policy.set_training_mode(True)
@@ -98,7 +117,8 @@ class AdaLossPPO(PPO):
                 if isinstance(self.action_space, spaces.Discrete):
                     actions = rollout_data.actions.long().flatten()
 
-                values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
+                with _invalid_distribution_is_divergence(self):
+                    values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
                 values = values.flatten()
                 advantages = rollout_data.advantages
                 if self.normalize_advantage and len(advantages) > 1:

@@ -1,0 +1,179 @@
+"""Sweeps: grid expansion and pairing, resume after deletion and after kill -9, divergence, and the Ray backend."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rl_adaloss.config import load_config
+from rl_adaloss.sweep import expand, format_b0, load_sweep, main, run_sweep
+
+TINY_BASE = {
+    "env": "Pendulum-v1",
+    "total_timesteps": 256,
+    "n_envs": 2,
+    "eval": {"freq": 128, "episodes": 1},
+    "checkpoint_freq": 128,
+    "ppo": {"n_steps": 64, "batch_size": 64, "n_epochs": 1},
+    "optimizer": {"name": "adamloss", "lr": 1.0, "b0": 1.0e6, "betas": [0.9, 0.99], "eps": 1.0e-5},
+}
+
+
+def write_sweep(tmp_path: Path, **changes) -> Path:
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(TINY_BASE))
+    sweep = {
+        "name": "tiny",
+        "base": "base.yaml",
+        "eta": 1.0,
+        "b0": [1.0e4, 1.0e6],
+        "seeds": [0],
+        "optimizers": {"adam": {"name": "adam"}, "adamloss": {"name": "adamloss", "layout": "separate"}},
+    }
+    sweep.update(changes)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def tree(root: Path) -> dict[str, dict]:
+    """Every run's result, by its path relative to the sweep folder."""
+    return {str(p.parent.relative_to(root)): json.loads(p.read_text()) for p in sorted(root.rglob("result.json"))}
+
+
+def test_grid_pairs_optimizers_at_the_same_initial_step(tmp_path):
+    path = write_sweep(tmp_path, seeds=[0, 1], b0=[1.0, 100.0, 1.0e6],
+                       optimizers={"adam": {"name": "adam"}, "adamloss": {"name": "adamloss"},
+                                   "adamloss-joint": {"name": "adamloss", "layout": "joint"},
+                                   "adamsqrt": {"name": "adamsqrt"}, "adaloss": {"name": "adaloss"}})
+    points = expand(load_sweep(path), tmp_path / "out")
+    assert len(points) == 5 * 3 * 2
+    base = load_config(tmp_path / "base.yaml")
+    for point in points:
+        optimizer = point.config["optimizer"]
+        if optimizer["name"] == "adam":
+            first_step = optimizer["lr"]
+        elif optimizer["name"] == "adaloss":  # Algorithm 1 squares b0
+            first_step = optimizer["lr"] / optimizer["b0"]
+        else:
+            assert optimizer["lr"] == 1.0 and optimizer["b0"] == point.b0
+            first_step = optimizer["lr"] / math.sqrt(optimizer["b0"])
+        assert first_step == pytest.approx(1.0 / math.sqrt(point.b0))
+        # Everything but the optimizer and the seed is the base config's.
+        assert {k: v for k, v in point.config.items() if k not in ("optimizer", "seed")} == \
+               {k: v for k, v in base.items() if k not in ("optimizer", "seed")}
+        assert optimizer.get("eps", base["optimizer"]["eps"]) == base["optimizer"]["eps"] or optimizer["name"] == "adaloss"
+        assert point.run_dir == (tmp_path / "out" / "tiny" / "Pendulum-v1" / point.optimizer
+                                 / f"b0={format_b0(point.b0)}" / f"seed={point.seed}")
+    layouts = {p.optimizer: p.config["optimizer"]["layout"] for p in points}
+    assert layouts["adamloss"] == "separate" and layouts["adamloss-joint"] == "joint"
+
+
+def test_format_b0():
+    assert [format_b0(v) for v in (1.0, 100.0, 1e6, 0.01, 2.5e-7)] == ["1", "100", "1e6", "0.01", "2.5e-7"]
+
+
+def test_dry_run_prints_the_grid_and_writes_nothing(tmp_path, capsys):
+    path = write_sweep(tmp_path)
+    assert main(["--config", str(path), "--dry-run", "--out-dir", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs (2 optimizers x 2 b0 x 1 seeds)" in out
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": "red"}, "unknown sweep key 'colour'"),
+    ({"b0": [0.0, 1.0]}, "b0: expected a non-empty list of numbers > 0"),
+    ({"seeds": []}, "seeds: expected a non-empty list of integers"),
+    ({"optimizers": {"x": {"name": "rmsprop"}}}, "optimizers.x: expected a mapping with name one of"),
+    ({"optimizers": {"x": {"name": "adam", "lr": 0.1}}}, "lr and b0 come from the grid"),
+    ({"optimizers": {"x": {"name": "adam", "alpha": 0.1}}}, "unknown key 'optimizer.alpha' for optimizer adam"),
+])
+def test_bad_sweep_configs_exit_2_with_one_line(tmp_path, capsys, change, message):
+    path = write_sweep(tmp_path, **change)
+    assert main(["--config", str(path), "--out-dir", str(tmp_path / "out"), "--no-report"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_reruns_only_the_missing_run_and_records_divergence(tmp_path):
+    # b0 = 1e-16 gives Adam lr = 1e8: it diverges at its first update, and the sweep must go on.
+    path = write_sweep(tmp_path, b0=[1.0e-16, 1.0e6])
+    sweep, out = load_sweep(path), tmp_path / "out"
+    counts = run_sweep(sweep, out, workers=2, progress=False)
+    root = out / "tiny"
+    results = tree(root)
+    assert results["Pendulum-v1/adam/b0=1e-16/seed=0"]["status"] == "diverged"
+    assert results["Pendulum-v1/adam/b0=1e-16/seed=0"]["diverged_at"] > 0
+    assert results["Pendulum-v1/adam/b0=1e6/seed=0"]["status"] == "finished"
+    assert results["Pendulum-v1/adamloss/b0=1e6/seed=0"]["status"] == "finished"
+    assert sum(counts.values()) == 4 and set(counts) <= {"finished", "diverged"}
+    index = json.loads((root / "sweep.json").read_text())
+    assert {p["status"] for p in index["points"]} == {"finished", "diverged"} and len(index["points"]) == 4
+
+    victim = root / "Pendulum-v1/adamloss/b0=1e6/seed=0/result.json"
+    victim.unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("result.json")}
+    assert run_sweep(sweep, out, workers=2, progress=False) == counts
+    assert victim.exists() and json.loads(victim.read_text())["status"] == "finished"
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # the others were not touched
+
+
+def test_kill_9_mid_sweep_then_resume(tmp_path):
+    path = write_sweep(tmp_path, seeds=[0, 1], total_timesteps=1024)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "rl_adaloss.sweep", "--config", str(path), "--out-dir", str(out),
+               "--workers", "1", "--no-report"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    root = out / "tiny"
+    deadline = time.monotonic() + 240
+    try:
+        while not list(root.rglob("result.json")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert list(root.rglob("result.json")), "no run finished in time"
+        time.sleep(3)  # let the next run get going, so the kill lands mid-run
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    done_before = tree(root)
+    assert 1 <= len(done_before) < 8
+    for result in root.rglob("*.json"):
+        json.loads(result.read_text())  # nothing half-written
+
+    counts = run_sweep(load_sweep(path), out, workers=2, progress=False)
+    assert counts == {"finished": 8}
+    after = tree(root)
+    for run, result in done_before.items():
+        assert after[run] == result  # finished runs were kept, not redone
+
+
+def test_ray_backend_gives_the_same_tree_as_local(tmp_path):
+    ray = pytest.importorskip("ray")
+    path = write_sweep(tmp_path)
+    sweep = load_sweep(path)
+    run_sweep(sweep, tmp_path / "local", workers=2, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_sweep(sweep, tmp_path / "ray", workers=2, backend="ray", progress=False)
+    finally:
+        ray.shutdown()
+    local, remote = tmp_path / "local" / "tiny", tmp_path / "ray" / "tiny"
+
+    def files(root: Path) -> set[str]:
+        return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "tfevents" not in p.name}
+
+    assert files(local) == files(remote)
+    for run in tree(local):
+        for name in ("evaluations.csv", "config.yaml"):
+            assert (local / run / name).read_text() == (remote / run / name).read_text(), f"{run}/{name}"
+    strip = lambda results: {k: {f: v for f, v in r.items() if f != "wall_time_s"} for k, r in results.items()}  # noqa: E731
+    assert strip(tree(local)) == strip(tree(remote))

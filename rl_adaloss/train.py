@@ -108,7 +108,11 @@ class EvalCheckpointProgress(BaseCallback):
         self.run = run
 
     def _on_rollout_start(self) -> None:
+        self.run.rollout_started_at = self.run.timesteps
         self.run.after_update()
+
+    def _on_rollout_end(self) -> None:
+        self.run.rollout_started_at = None
 
     def _on_step(self) -> bool:
         return True
@@ -125,6 +129,8 @@ class Run:
         self.next_eval = 0
         self.next_checkpoint = config["checkpoint_freq"]
         self.bar = None
+        #: The step at which the rollout being collected began; None outside a rollout.
+        self.rollout_started_at: int | None = None
 
     def start(self, resume: bool) -> None:
         checkpoint = self.run_dir / "checkpoint.pkl"
@@ -195,6 +201,14 @@ class Run:
         if self.bar is not None:
             self.bar.set_postfix(eval_return=f"{mean:.1f}")
 
+    def discard_partial_rollout(self) -> None:
+        """Interrupted while collecting a rollout: its steps were never trained on, and are lost with the rollout
+        buffer. Count them out, so that the checkpoint sits at the end of the last update (the parameters are
+        those of then) and a resumed run ends at total_timesteps, on the same rollout boundaries."""
+        if self.rollout_started_at is not None:
+            self.model.num_timesteps = self.rollout_started_at
+            self.rollout_started_at = None
+
     def save_checkpoint(self) -> None:
         model = io.BytesIO()
         self.model.save(model)
@@ -263,6 +277,7 @@ def run(config: dict[str, Any], run_dir: str | Path, resume: bool = False, progr
                 result.update(status="diverged", reason=diverged.reason, diverged_at=diverged.step)
             except KeyboardInterrupt:
                 if hasattr(current, "model"):
+                    current.discard_partial_rollout()
                     current.save_checkpoint()
                 result.update(status="interrupted", reason="interrupted (Ctrl-C or SIGTERM); resume with --resume")
     except Exception as error:  # noqa: BLE001 - recorded, so that a sweep goes on

@@ -10,8 +10,9 @@ Where the per-group scalars (the accumulator ``b``, the step count) live depends
 * On an accelerator the accumulator is a 0-dim tensor on the parameters' device and the step size is a device
   tensor fed to torch's fused kernels, so a tensor loss never forces a host-device sync.
 
-Non-finite losses: a step whose loss is NaN or infinite is **skipped** for every group: parameters, moments, step
-counts and accumulators stay as they were, and ``skipped_steps`` counts it. On the device path the skip is done by
+Non-finite losses: for the loss-driven rules (AdaLoss, AdamLoss), a step whose loss is NaN or infinite is
+**skipped** for every group: parameters, moments, step counts and accumulators stay as they were, and
+``skipped_steps`` counts it. The other rules never read the loss, so they step as usual. On the device path the skip is done by
 masking (``found_inf``/``torch.where``), without a sync.
 """
 

@@ -43,6 +43,7 @@ import yaml
 from rl_adaloss.config import ConfigError, from_dict, load_config, optimizer_arguments
 from rl_adaloss.io import read_json, write_json_atomic
 from rl_adaloss.optim import OPTIMIZERS
+from rl_adaloss.train import sigterm_as_interrupt
 
 #: Statuses that end a grid point; anything else (interrupted, failed, never run) runs again.
 FINAL_STATUSES = ("finished", "diverged")
@@ -240,15 +241,25 @@ def run_local(points: list[GridPoint], workers: int, on_result: Callable[[GridPo
     # Spawn, not fork: a forked torch can deadlock, and each run should start from a clean interpreter.
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending = {pool.submit(run_point, p.config, str(p.run_dir)): p for p in points}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                point = pending.pop(future)
-                try:
-                    result = future.result()
-                except Exception as error:  # noqa: BLE001 - a worker that died; recorded, the sweep goes on
-                    result = {"status": "failed", "reason": f"worker died: {type(error).__name__}: {error}"}
-                on_result(point, result)
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    point = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except Exception as error:  # noqa: BLE001 - a worker that died; recorded, the sweep goes on
+                        result = {"status": "failed", "reason": f"worker died: {type(error).__name__}: {error}"}
+                    on_result(point, result)
+        except KeyboardInterrupt:
+            # Ctrl-C reaches the workers too, but a SIGTERM to the sweep alone does not: pass it on, so that every
+            # running run saves a checkpoint, and start no new one.
+            for future in pending:
+                future.cancel()
+            for process in list(getattr(pool, "_processes", {}).values()):
+                if process.is_alive():
+                    process.terminate()
+            raise
 
 
 def run_ray(points: list[GridPoint], address: str | None, gpu_fraction: float,
@@ -378,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
           f"tensorboard --logdir {sweep_dir}", file=sys.stderr)
     started = time.perf_counter()
     try:
-        counts = run_sweep(sweep, args.out_dir, args.workers, args.backend, args.address)
+        with sigterm_as_interrupt():
+            counts = run_sweep(sweep, args.out_dir, args.workers, args.backend, args.address)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished runs are kept; run the same command to resume", file=sys.stderr)
         return 130

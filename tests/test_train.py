@@ -1,0 +1,334 @@
+"""``python -m rl_adaloss.train`` end to end, on budgets of a few thousand steps: the files a run writes, bad input,
+determinism, divergence, SIGTERM and --resume, and the shipped configs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rl_adaloss.config import ConfigError, load_config
+from rl_adaloss.optim import AdamLoss
+from rl_adaloss.ppo import AdaLossPPO
+from rl_adaloss.train import build_model, main, make_envs, run
+
+ROOT = Path(__file__).resolve().parent.parent
+#: 2 envs x 256 steps = 512-step rollouts, one epoch of 8 minibatches, one evaluation episode.
+TINY = ["n_envs=2", "ppo.n_steps=256", "ppo.batch_size=64", "ppo.n_epochs=1", "eval.freq=1024", "eval.episodes=1",
+        "device=cpu"]
+ROLLOUT = 512
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def read_evaluations(run_dir: Path) -> list[dict[str, float]]:
+    with open(run_dir / "evaluations.csv", newline="") as handle:
+        # The accumulator columns are empty for rules without one (sgd, adam).
+        return [{key: float(value) if value else None for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def read_result(run_dir: Path) -> dict:
+    return json.loads((run_dir / "result.json").read_text())
+
+
+def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+# -- a run from the command line ----------------------------------------------------------------------------------
+
+def test_cli_run_writes_every_output(tmp_path, capsys):
+    code = main([*TINY, "total_timesteps=2560", "--quiet", "--out-dir", str(tmp_path), "--name", "x"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    run_dir = tmp_path / "x"
+    assert "finished at step 2560" in out
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["total_timesteps"] == 2560 and config["ppo"]["n_steps"] == 256 and config["n_envs"] == 2
+    assert load_config(run_dir / "config.yaml")["optimizer"]["b0"] == 1e6
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    monitors = sorted((run_dir / "monitor").glob("*.csv"))
+    assert len(monitors) == 2
+    # Pendulum episodes are 200 steps: each env finished 1280 // 200 = 6 of them.
+    for monitor in monitors:
+        assert len(monitor.read_text().splitlines()) == 2 + 6
+    assert (run_dir / "model.zip").stat().st_size > 0
+    assert (run_dir / "vecnormalize.pkl").stat().st_size > 0
+
+    rows = read_evaluations(run_dir)
+    assert [row["timesteps"] for row in rows] == [0, 1024, 2048, 2560]  # 0, every eval.freq, and the end
+    returns = [row["mean_reward"] for row in rows]
+    assert all(-2000 < r <= 0 for r in returns)
+    assert rows[0]["actor_b"] == rows[0]["critic_b"] == 1e6
+    assert rows[-1]["actor_b"] > rows[1]["actor_b"] > 1e6
+    assert rows[-1]["critic_b"] > rows[1]["critic_b"] > 1e6
+    assert rows[-1]["actor_effective_lr"] == pytest.approx(1.0 / math.sqrt(rows[-1]["actor_b"]))
+
+    result = read_result(run_dir)
+    assert result["status"] == "finished" and result["reason"] is None
+    assert result["timesteps"] == result["total_timesteps"] == 2560
+    assert result["final_eval_return"] == returns[-1]
+    assert result["best_eval_return"] == max(returns)
+    assert (result["env"], result["optimizer"], result["seed"]) == ("Pendulum-v1", "adamloss", 0)
+    assert result["wall_time_s"] > 0
+
+    scalars = read_scalars(run_dir)
+    assert [step for step, _ in scalars["eval/mean_reward"]] == [0, 1024, 2048, 2560]
+    assert [value for _, value in scalars["eval/mean_reward"]] == pytest.approx(returns, rel=1e-6)
+    assert [step for step, _ in scalars["train/actor_b"]] == list(range(ROLLOUT, 2561, ROLLOUT))
+
+    # The saved model and normalization load back, with the trained accumulators.
+    model = AdaLossPPO.load(run_dir / "model.zip", device="cpu")
+    assert model.num_timesteps == 2560
+    assert model.policy.actor_optimizer.b[0] == rows[-1]["actor_b"]
+    with open(run_dir / "vecnormalize.pkl", "rb") as handle:
+        assert pickle.load(handle).obs_rms.count > 2560
+
+
+@pytest.mark.parametrize("args, names", [
+    (["ppo.n_stepz=5"], "ppo.n_stepz"),
+    (["bogus=1"], "bogus"),
+    (["ppo.n_steps=abc"], "ppo.n_steps"),
+    (["optimizer.lr=fast"], "optimizer.lr"),
+    (["optimizer.b0=0"], "optimizer.b0"),
+    (["--b0", "-1"], "optimizer.b0"),
+    (["optimizer.critic.b0=0"], "optimizer.critic.b0"),
+    (["env=NoSuchEnv-v0"], "env"),
+    (["--optimizer", "rmsprop"], "optimizer.name"),
+    (["--config", "no/such/config.yaml"], "no/such/config.yaml"),
+], ids=["unknown-key", "unknown-top-level-key", "wrong-type-int", "wrong-type-float", "b0-zero", "b0-negative-flag",
+        "b0-per-network", "unknown-env", "unknown-optimizer", "missing-config"])
+def test_bad_input_exits_2_with_one_line_naming_the_key(tmp_path, capsys, args, names):
+    out_dir = tmp_path / "out"
+    code = main([*args, "--quiet", "--out-dir", str(out_dir), "--name", "x"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and names in lines[0]
+    assert "Traceback" not in err and out == ""
+    assert not out_dir.exists()
+
+
+def test_an_existing_run_directory_is_not_overwritten(tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep.txt").write_text("mine")
+    assert main([*TINY, "--quiet", "--out-dir", str(tmp_path), "--name", "x"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["keep.txt"]
+
+
+# -- determinism and divergence, through run() --------------------------------------------------------------------
+
+def test_same_config_and_seed_give_identical_evaluations(tmp_path):
+    config = load_config(None, [*TINY, "total_timesteps=1024", "seed=3"])
+    first = run(config, tmp_path / "a")
+    second = run(config, tmp_path / "b")
+    assert first["status"] == second["status"] == "finished"
+    rows_a, rows_b = read_evaluations(tmp_path / "a"), read_evaluations(tmp_path / "b")
+    assert [row["timesteps"] for row in rows_a] == [0, 1024]
+    assert rows_a == rows_b  # returns, and the accumulators, exactly
+    assert first["final_eval_return"] == second["final_eval_return"]
+    # A different seed is a different run (so the equality above is not vacuous).
+    other = run(load_config(None, [*TINY, "total_timesteps=1024", "seed=4"]), tmp_path / "c")
+    assert read_evaluations(tmp_path / "c")[-1]["mean_reward"] != rows_a[-1]["mean_reward"]
+    assert other["status"] == "finished"
+
+
+def test_divergence_is_recorded_not_raised(tmp_path):
+    # Plain SGD at a step size of 1e6 wrecks the log-std in the first update.
+    config = load_config(None, [*TINY, "total_timesteps=2048", "optimizer.name=sgd", "optimizer.lr=1e6"])
+    run_dir = tmp_path / "d"
+    result = run(config, run_dir)
+    assert result["status"] == "diverged"
+    assert result["diverged_at"] == ROLLOUT
+    assert result["timesteps"] == ROLLOUT
+    assert result["reason"]
+    assert read_result(run_dir) == result
+    rows = read_evaluations(run_dir)
+    assert [row["timesteps"] for row in rows] == [0]
+    assert result["final_eval_return"] == result["best_eval_return"] == rows[0]["mean_reward"]
+    assert not (run_dir / "error.txt").exists()
+    assert not (run_dir / "model.zip").exists()
+
+
+# -- SIGTERM, then --resume ---------------------------------------------------------------------------------------
+
+def wait_for(condition, process: subprocess.Popen, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"the training exited ({process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_sigterm_checkpoints_and_resume_finishes(tmp_path, capsys):
+    run_dir = tmp_path / "x"
+    command = [sys.executable, "-m", "rl_adaloss.train", *TINY, "total_timesteps=100000", "checkpoint_freq=1024",
+               "--quiet", "--out-dir", str(tmp_path), "--name", "x"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=stdout, stderr=stderr, env=env)
+        try:
+            def evaluated_after_an_update() -> bool:
+                try:
+                    rows = read_evaluations(run_dir)
+                except (FileNotFoundError, ValueError):
+                    return False
+                return len(rows) >= 2 and (run_dir / "checkpoint.pkl").exists()
+
+            wait_for(evaluated_after_an_update, process, 600, "the first evaluation after training")
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=300)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert code == 130, (tmp_path / "stderr").read_text()
+    assert "resume: python -m rl_adaloss.train --resume" in (tmp_path / "stdout").read_text()
+
+    interrupted = read_result(run_dir)
+    assert interrupted["status"] == "interrupted"
+    stopped_at = interrupted["timesteps"]
+    assert stopped_at >= 1024 and stopped_at % ROLLOUT == 0  # at the end of an update, not mid-rollout
+    state = pickle.loads((run_dir / "checkpoint.pkl").read_bytes())
+    assert state["timesteps"] == stopped_at
+    before = read_evaluations(run_dir)
+    assert state["evaluations"] == [{**row, "timesteps": int(row["timesteps"])} for row in before]
+    b_before = before[-1]["actor_b"]
+    assert b_before > 1e6
+
+    # Finish the run two rollouts after the interruption: --resume uses the run's own config.yaml.
+    total = (stopped_at // ROLLOUT + 2) * ROLLOUT
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["total_timesteps"] = total
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    capsys.readouterr()
+    assert main(["--resume", str(run_dir), "--quiet"]) == 0, capsys.readouterr()
+
+    result = read_result(run_dir)
+    assert result["status"] == "finished"
+    assert result["timesteps"] == total
+    rows = read_evaluations(run_dir)
+    assert rows[:len(before)] == before
+    after = rows[len(before):]
+    assert after and after[-1]["timesteps"] == total
+    assert [row["timesteps"] for row in rows] == sorted({row["timesteps"] for row in rows})
+    # The accumulators went on from where they were, not from b0.
+    assert all(row["actor_b"] >= b_before and row["actor_b"] > 1e6 for row in after)
+    assert after[-1]["actor_b"] > b_before
+    assert after[-1]["critic_b"] > before[-1]["critic_b"]
+    assert result["best_eval_return"] == max(row["mean_reward"] for row in rows)
+    model = AdaLossPPO.load(run_dir / "model.zip", device="cpu")
+    assert model.num_timesteps == total
+    assert model.policy.actor_optimizer.b[0] == after[-1]["actor_b"]
+
+
+def test_an_interrupt_mid_rollout_checkpoints_the_last_update(tmp_path, monkeypatch):
+    """Ctrl-C while a rollout is half collected: its steps are dropped with the rollout buffer, so the checkpoint
+    counts them out, and the resumed run ends at total_timesteps on the same rollout boundaries."""
+    import rl_adaloss.train as train
+
+    def on_step(self) -> bool:
+        if self.num_timesteps == 2 * ROLLOUT + 2 * 37:
+            raise KeyboardInterrupt
+        return True
+
+    config = load_config(None, [*TINY, "total_timesteps=2048", "checkpoint_freq=100000"])
+    with monkeypatch.context() as patch:
+        patch.setattr(train.EvalCheckpointProgress, "_on_step", on_step)
+        result = run(config, tmp_path)
+    assert result["status"] == "interrupted"
+    assert result["timesteps"] == 2 * ROLLOUT
+    state = pickle.loads((tmp_path / "checkpoint.pkl").read_bytes())
+    assert state["timesteps"] == 2 * ROLLOUT
+    model = AdaLossPPO.load(io.BytesIO(state["model"]), device="cpu")
+    assert model.num_timesteps == 2 * ROLLOUT
+    assert [row["timesteps"] for row in read_evaluations(tmp_path)] == [0, 1024]
+
+    result = run(config, tmp_path, resume=True)
+    assert result["status"] == "finished" and result["timesteps"] == 2048
+    assert [row["timesteps"] for row in read_evaluations(tmp_path)] == [0, 1024, 2048]
+
+
+# -- the shipped configs ------------------------------------------------------------------------------------------
+
+TRAINING_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml")
+                          if p.name.startswith(("pendulum_", "cartpole_swingup_")))
+PAIRS = [("pendulum_adam.yaml", "pendulum_adamloss.yaml"),
+         ("cartpole_swingup_adam.yaml", "cartpole_swingup_adamloss.yaml")]
+
+
+def test_the_training_configs_are_shipped():
+    names = {p.name for p in TRAINING_CONFIGS}
+    assert names >= {name for pair in PAIRS for name in pair}
+
+
+@pytest.mark.parametrize("path", TRAINING_CONFIGS, ids=lambda p: p.stem)
+def test_shipped_config_loads_and_builds(path, tmp_path):
+    config = load_config(path)
+    assert config["optimizer"]["name"] in ("adam", "adamloss", "adamsqrt", "adaloss", "adagradnorm", "sgd",
+                                           "sgd_decaysqrt")
+    # It builds a model (no training), with the optimizer it names in the layout it names.
+    config = {**config, "device": "cpu"}
+    train_env, eval_env = make_envs(config, tmp_path, config["seed"], resume=False)
+    try:
+        model = build_model(config, train_env)
+        optimizers = model.policy.optimizers()
+        assert list(optimizers) == (["actor", "critic"] if config["optimizer"]["layout"] == "separate" else ["joint"])
+        for optimizer in optimizers.values():
+            assert optimizer.param_groups[0]["lr"] == config["optimizer"]["lr"]
+        assert model.n_steps == config["ppo"]["n_steps"] and model.n_envs == config["n_envs"]
+    finally:
+        train_env.close()
+        eval_env.close()
+
+
+@pytest.mark.parametrize("adam_name, adamloss_name", PAIRS, ids=["pendulum", "cartpole_swingup"])
+def test_adam_and_adamloss_configs_differ_only_in_the_optimizer(adam_name, adamloss_name):
+    raw_adam = yaml.safe_load((ROOT / "configs" / adam_name).read_text())
+    raw_adamloss = yaml.safe_load((ROOT / "configs" / adamloss_name).read_text())
+    adam, adamloss = load_config(ROOT / "configs" / adam_name), load_config(ROOT / "configs" / adamloss_name)
+    without = lambda config: {k: v for k, v in config.items() if k != "optimizer"}  # noqa: E731
+    assert without(raw_adam) == without(raw_adamloss)
+    assert without(adam) == without(adamloss)
+
+    opt_adam, opt_adamloss = adam["optimizer"], adamloss["optimizer"]
+    assert (opt_adam["name"], opt_adamloss["name"]) == ("adam", "adamloss")
+    assert opt_adam["layout"] == opt_adamloss["layout"] == "separate"
+    assert opt_adam["betas"] == opt_adamloss["betas"] and opt_adam["eps"] == opt_adamloss["eps"]
+    # AdamLoss's first step size eta/sqrt(b0) is Adam's learning rate.
+    assert opt_adamloss["lr"] / math.sqrt(opt_adamloss["b0"]) == pytest.approx(opt_adam["lr"], rel=1e-12)
+    optimizer = AdamLoss([torch.nn.Parameter(torch.zeros(1))],
+                         **{k: v for k, v in opt_adamloss.items() if k not in ("name", "layout")})
+    assert optimizer.effective_lr[0] == pytest.approx(opt_adam["lr"], rel=1e-12)
+
+
+def test_config_errors_are_config_errors():
+    # The CLI's exit code 2 relies on every bad value being a ConfigError (a ValueError), not a crash later.
+    with pytest.raises(ConfigError, match="ppo.batch_size"):
+        load_config(None, ["ppo.batch_size=0"])

@@ -1,0 +1,322 @@
+"""The sweep report on a small hand-made sweep: every number checked against values worked out by hand.
+
+The fake sweep: Pendulum-v1, adam and adamloss, b0 in {1, 1e4}, seeds 0-2, 1000 steps.
+
+    b0=1    adamloss  finals -200, -210, -190                          (mean -200)   clearly better
+            adam      finals -1000, -1100, and seed 2 diverged at 700
+                      after evals -1200 @0, -900 @500 -> counts -1200   (mean -1100)
+    b0=1e4  adamloss  finals -800, -820; seed 2 never run               (mean -810)   clearly worse
+            adam      finals -150, -160, -170                           (mean -160)
+
+Seed 1 of adam at b0=1 is evaluated at 0, 400, 1000 instead of 0, 500, 1000.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rl_adaloss import report as rep
+
+ENV = "Pendulum-v1"
+TOTAL = 1000
+EVAL_STEPS = [0, 500, 1000]
+
+# (optimizer, b0 label, seed) -> (status, steps, returns, diverged_at); None = never run.
+RUNS = {
+    ("adamloss", "1", 0): ("finished", EVAL_STEPS, [-1300, -600, -200], None),
+    ("adamloss", "1", 1): ("finished", EVAL_STEPS, [-1250, -500, -210], None),
+    ("adamloss", "1", 2): ("finished", EVAL_STEPS, [-1200, -400, -190], None),
+    ("adam", "1", 0): ("finished", EVAL_STEPS, [-1300, -1100, -1000], None),
+    ("adam", "1", 1): ("finished", [0, 400, 1000], [-1250, -1150, -1100], None),
+    ("adam", "1", 2): ("diverged", [0, 500], [-1200, -900], 700),
+    ("adamloss", "1e4", 0): ("finished", EVAL_STEPS, [-1300, -1000, -800], None),
+    ("adamloss", "1e4", 1): ("finished", EVAL_STEPS, [-1250, -1000, -820], None),
+    ("adamloss", "1e4", 2): None,
+    ("adam", "1e4", 0): ("finished", EVAL_STEPS, [-1300, -500, -150], None),
+    ("adam", "1e4", 1): ("finished", EVAL_STEPS, [-1250, -450, -160], None),
+    ("adam", "1e4", 2): ("finished", EVAL_STEPS, [-1200, -400, -170], None),
+}
+SCHEDULES = {"adam": "adam", "adamloss": "adamloss"}
+
+
+def lr_schedule(optimizer: str, b0: float, steps: list[int]) -> list[float]:
+    """Adam: constant 1/sqrt(b0); AdamLoss: decaying from 1/sqrt(b0)."""
+    first = 1 / np.sqrt(b0)
+    return [first if optimizer == "adam" else first / (1 + s / 500) for s in steps]
+
+
+def make_fake_sweep(root: Path) -> Path:
+    sweep_dir = root / "fake"
+    sweep = dict(name="fake", base="/nowhere/base.yaml", total_timesteps=TOTAL, eta=1.0, b0=[1.0, 1.0e4],
+                 seeds=[0, 1, 2], optimizers={"adam": {"name": "adam"},
+                                              "adamloss": {"name": "adamloss", "layout": "separate"}})
+    points, counts = [], {}
+    for (optimizer, label, seed), spec in RUNS.items():
+        b0 = float(label)
+        rel = f"{ENV}/{optimizer}/b0={label}/seed={seed}"
+        status = spec[0] if spec else "not run"
+        counts[status] = counts.get(status, 0) + 1
+        points.append(dict(env=ENV, optimizer=optimizer, b0=b0, seed=seed, run_dir=rel, status=status,
+                           reason="a loss became NaN or infinite" if status == "diverged" else None))
+        if spec is None:
+            continue
+        status, steps, returns, diverged_at = spec
+        run_dir = sweep_dir / rel
+        run_dir.mkdir(parents=True)
+        lrs = lr_schedule(optimizer, b0, steps)
+        with (run_dir / "evaluations.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["timesteps", "mean_reward", "std_reward", "actor_effective_lr", "critic_effective_lr",
+                             "actor_b", "critic_b"])
+            for step, ret, lr in zip(steps, returns, lrs):
+                b = "" if optimizer == "adam" else b0 * (1 + step / 500) ** 2
+                writer.writerow([step, ret, 10.0, lr, lr / 2, b, b])
+        result = dict(status=status, reason=points[-1]["reason"], timesteps=diverged_at or TOTAL,
+                      total_timesteps=TOTAL, final_eval_return=returns[-1], best_eval_return=max(returns),
+                      wall_time_s=1.0)
+        if diverged_at is not None:
+            result["diverged_at"] = diverged_at
+        (run_dir / "result.json").write_text(json.dumps(result))
+        (run_dir / "config.yaml").write_text(f"env: {ENV}\nseed: {seed}\n")
+    (sweep_dir / "sweep.json").write_text(json.dumps(dict(sweep=sweep, points=points, counts=counts)))
+    return sweep_dir
+
+
+@pytest.fixture(scope="module")
+def fake_sweep(tmp_path_factory) -> Path:
+    sweep_dir = make_fake_sweep(tmp_path_factory.mktemp("sweeps"))
+    assert rep.main([str(sweep_dir), "--reps", "300"]) == 0
+    return sweep_dir
+
+
+def summary(sweep_dir: Path) -> dict[tuple[str, str], dict[str, str]]:
+    with (sweep_dir / "summary.csv").open() as handle:
+        return {(row["optimizer"], row["b0"]): row for row in csv.DictReader(handle)}
+
+
+# -- resampling and scoring, by hand -------------------------------------------------------------------------------
+
+def test_resampling_onto_a_common_step_axis():
+    grid = rep.common_steps([np.array([0, 10, 30]), np.array([0, 20, 30]), np.array([])])
+    assert grid.tolist() == [0, 10, 20, 30]
+    values = rep.resample(np.array([0, 10, 30]), np.array([0.0, 1.0, 3.0]), np.array([0, 5, 10, 20, 30, 40]))
+    assert values.tolist() == [0.0, 0.5, 1.0, 2.0, 3.0, 3.0]  # linear inside, held after the last evaluation
+    assert rep.resample(np.array([10, 20]), np.array([4.0, 6.0]), np.array([0, 15])).tolist() == [4.0, 5.0]
+
+
+def test_a_diverged_run_counts_as_its_minimum_after_its_last_evaluation():
+    run = rep.Run(ENV, "adam", "adam", 1.0, 2, Path("x"), "diverged", diverged_at=700,
+                  steps=np.array([0.0, 500.0]), returns=np.array([-1200.0, -900.0]))
+    grid = np.array([0.0, 400.0, 500.0, 1000.0])
+    assert rep.score_curve(run, grid).tolist() == [-1200.0, -960.0, -900.0, -1200.0]
+    assert run.final == -1200.0
+    finished = rep.Run(ENV, "adam", "adam", 1.0, 0, Path("x"), "finished",
+                       steps=np.array([0.0, 500.0, 1000.0]), returns=np.array([-1300.0, -1100.0, -1000.0]))
+    curve = rep.score_curve(finished, grid)
+    assert curve.tolist() == [-1300.0, -1140.0, -1100.0, -1000.0]
+    # AUC: the mean over [0, 1000] of the piecewise-linear curve, (-1200 * 0.5 + -1050 * 0.5)
+    assert rep.area_under_curve(curve, grid) == pytest.approx(-1125.0)
+
+
+def test_bootstrap_ci_brackets_the_statistic():
+    scores = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0], [100.0, 50.0]])
+    point, low, high = rep.bootstrap_ci(scores, "IQM", reps=500)
+    assert point.tolist() == pytest.approx([3.0, 30.0])  # middle half of 5 values: 2, 3, 4 (20, 30, 40)
+    assert np.all(low <= point) and np.all(point <= high) and np.all(low >= scores.min(0))
+    one = rep.bootstrap_ci(np.array([5.0]), "mean", reps=50)
+    assert [float(a[0]) for a in one] == [5.0, 5.0, 5.0]
+    empty = rep.bootstrap_ci(np.zeros((0, 1)), "mean", reps=50)
+    assert all(np.isnan(a[0]) for a in empty)
+
+
+# -- the report on the fake sweep ------------------------------------------------------------------------------------
+
+def test_report_writes_every_file(fake_sweep: Path):
+    for name in rep.OUTPUTS:
+        assert (fake_sweep / name).stat().st_size > 0, name
+    for name in ("reward_curves.png", "robustness.png", "step_sizes.png"):
+        assert (fake_sweep / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(fake_sweep.glob(".*tmp*")) and not list(fake_sweep.glob(".aggregate-*"))
+
+
+def test_summary_csv_matches_the_hand_computed_numbers(fake_sweep: Path):
+    rows = summary(fake_sweep)
+    assert set(rows) == {("adam", "1"), ("adamloss", "1"), ("adam", "10000"), ("adamloss", "10000")}
+    expected = {  # optimizer, b0 -> (n_used, n_finished, n_diverged, n_not_run, mean final)
+        ("adamloss", "1"): (3, 3, 0, 0, -200.0),
+        ("adam", "1"): (3, 2, 1, 0, (-1000 - 1100 - 1200) / 3),
+        ("adamloss", "10000"): (2, 2, 0, 1, -810.0),
+        ("adam", "10000"): (3, 3, 0, 0, -160.0),
+    }
+    for key, (used, finished, diverged, not_run, final) in expected.items():
+        row = rows[key]
+        assert row["statistic"] == "mean"  # 3 seeds: under 4, so the mean
+        assert (int(row["n_seeds"]), int(row["n_used"]), int(row["n_finished"]), int(row["n_diverged"]),
+                int(row["n_not_run"]), int(row["n_failed"])) == (3, used, finished, diverged, not_run, 0)
+        assert float(row["final_mean"]) == pytest.approx(final, rel=1e-5)
+        assert float(row["final_iqm"]) == pytest.approx(final, rel=1e-5)  # IQM of <= 3 values trims nothing
+        assert float(row["final_ci_low"]) <= float(row["final_mean"]) <= float(row["final_ci_high"])
+    assert float(rows[("adam", "1")]["final_ci_low"]) == pytest.approx(-1200.0)  # the resampled all-(-1200)
+    assert float(rows[("adam", "10000")]["initial_step"]) == pytest.approx(0.01)
+    # AUC of adamloss b0=1 seed 0 on the common axis {0, 400, 500, 1000}: piecewise linear, so exact trapezoids
+    auc = [np.mean([(a + b) / 2, (b + c) / 2]) for a, b, c in ([-1300, -600, -200], [-1250, -500, -210],
+                                                                [-1200, -400, -190])]
+    assert float(rows[("adamloss", "1")]["auc_mean"]) == pytest.approx(np.mean(auc), rel=1e-5)
+
+
+def test_summary_paragraph_reflects_the_data(fake_sweep: Path):
+    text = (fake_sweep / "summary.md").read_text()
+    paragraph = text.split("## What the numbers say")[1].split("\n\n")[1]
+    b0_1 = paragraph.split("At b0=1 ")[1].split("At b0=")[0]
+    b0_1e4 = paragraph.split("At b0=1e4 ")[1]
+    assert "adamloss beat adam" in b0_1 and "lost" not in b0_1
+    assert "1 diverged" in b0_1
+    assert "adamloss lost to adam" in b0_1e4.split(".")[0] + b0_1e4
+    assert "beat" not in b0_1e4.split("smallest spread")[0]
+    # spread of the mean final return across b0: adam 940 (-1100 .. -160), adamloss 610 (-810 .. -200)
+    assert "adamloss has the smallest spread" in paragraph and "610.0" in paragraph and "adam 940.0" in paragraph
+    assert "adamloss b0=1e4 seed=2: not run" in text  # every grid point accounted for
+    assert "adam b0=1 seed=2: diverged at step 700" in text
+
+
+def test_paragraph_says_no_evidence_with_one_seed(tmp_path: Path):
+    sweep_dir = make_fake_sweep(tmp_path)
+    index = json.loads((sweep_dir / "sweep.json").read_text())
+    index["sweep"]["seeds"] = [0]
+    index["points"] = [p for p in index["points"] if p["seed"] == 0]
+    (sweep_dir / "sweep.json").write_text(json.dumps(index))
+    sweep, runs = rep.load_runs(sweep_dir)
+    paragraph = " ".join(rep.verdicts(rep.aggregate(sweep, runs, reps=50)))
+    assert "beat" not in paragraph and "lost" not in paragraph
+    assert "no evidence either way" in paragraph
+    rep.write_report(sweep_dir, reps=50)
+    rows = summary(sweep_dir)
+    assert rows[("adam", "1")]["final_mean"] == "-1000" and rows[("adam", "1")]["final_ci_low"] == ""
+    assert "no CIs at all" in (sweep_dir / "summary.md").read_text()
+
+
+def test_a_sweep_with_nothing_run_yet_is_reported_not_an_error(tmp_path: Path):
+    sweep_dir = make_fake_sweep(tmp_path)
+    index = json.loads((sweep_dir / "sweep.json").read_text())
+    for point in index["points"]:
+        point.update(status="not run", reason=None)
+        for name in ("result.json", "evaluations.csv"):
+            (sweep_dir / point["run_dir"] / name).unlink(missing_ok=True)
+    (sweep_dir / "sweep.json").write_text(json.dumps(index))
+    rep.write_report(sweep_dir, reps=20)
+    rows = summary(sweep_dir)
+    assert len(rows) == 4 and all(row["n_not_run"] == "3" and row["final_mean"] == "" for row in rows.values())
+    text = (sweep_dir / "summary.md").read_text()
+    assert text.count(": not run") == 12 and "cannot be compared" in text
+
+
+def test_tensorboard_events_hold_the_tags_and_the_layout(fake_sweep: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    # re-running replaces the aggregate events instead of adding to them
+    rep.write_tensorboard(rep.aggregate(*rep.load_runs(fake_sweep), reps=50), fake_sweep)
+    files = list((fake_sweep / "aggregate").glob("events.out.tfevents.*"))
+    assert len(files) == 1
+    acc = EventAccumulator(str(fake_sweep / "aggregate"), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for b0 in ("1", "1e4"):
+        for optimizer in ("adam", "adamloss"):
+            assert f"aggregate/b0={b0}/{optimizer}" in tags
+            assert f"step_size/b0={b0}/{optimizer}_actor" in tags
+            assert f"step_size/b0={b0}/{optimizer}_critic" in tags
+    curve = acc.Scalars("aggregate/b0=1/adam")
+    assert [e.step for e in curve] == [0, 400, 500, 1000]
+    # mean over seeds at 1000: -1000, -1100 and the diverged run's minimum -1200
+    assert curve[-1].value == pytest.approx(-1100.0)
+    assert acc.Scalars("step_size/b0=1e4/adam_actor")[0].value == pytest.approx(0.01)
+    assert acc.Scalars("step_size/b0=1e4/adam_critic")[0].value == pytest.approx(0.005)
+
+    assert "custom_scalars__config__" in acc.PluginTagToContent("custom_scalars")
+    layout = layout_pb2.Layout.FromString(acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    categories = {c.title: c for c in layout.category}
+    returns = categories["eval return by b0 (seed aggregate)"]
+    assert len(returns.chart) == 2
+    first = returns.chart[0]
+    assert "b0=1 " in first.title
+    assert list(first.multiline.tag) == [r"^aggregate/b0=1/adam$", r"^aggregate/b0=1/adamloss$"]
+    steps = categories["effective step size by b0"].chart
+    assert r"^step_size/b0=1e4/adamloss_critic$" in steps[1].multiline.tag
+    margin = categories["eval return by b0, with 95% CI"].chart[0].margin.series[0]
+    assert (margin.value, margin.lower, margin.upper) == (
+        "aggregate/b0=1/adam", "aggregate_ci/b0=1/adam_low", "aggregate_ci/b0=1/adam_high")
+    assert {margin.lower, margin.upper} <= tags
+
+
+def test_cli_missing_dir_exits_2_with_one_line(tmp_path: Path):
+    missing = tmp_path / "no-such-sweep"
+    done = subprocess.run([sys.executable, "-m", "rl_adaloss.report", str(missing)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and str(missing) in done.stderr and done.stdout == ""
+
+
+def test_cli_folder_without_sweep_json_exits_2(tmp_path: Path, capsys):
+    assert rep.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sweep.json" in err
+
+
+# -- a real TensorBoard server on the fake sweep -------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_tensorboard_serves_the_aggregate_tags_and_the_layout(fake_sweep: Path, tmp_path: Path):
+    port = _free_port()
+    log = (tmp_path / "tensorboard.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(fake_sweep), "--port",
+                               str(port), "--host", "127.0.0.1", "--reload_interval", "1"],
+                              stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    expected = {"aggregate/b0=1/adam", "aggregate/b0=1e4/adamloss", "step_size/b0=1/adamloss_actor"}
+    try:
+        deadline, tags, layout = time.monotonic() + 45, {}, {}
+        while time.monotonic() < deadline:
+            assert server.poll() is None, (tmp_path / "tensorboard.log").read_text()[-2000:]
+            try:
+                tags = _get_json(f"{base}/data/plugin/scalars/tags")
+                layout = _get_json(f"{base}/data/plugin/custom_scalars/layout")
+            except OSError:
+                time.sleep(0.5)
+                continue
+            if expected <= set(tags.get("aggregate", {})) and layout.get("category"):
+                break
+            time.sleep(0.5)
+        assert expected <= set(tags.get("aggregate", {})), tags
+        titles = [category["title"] for category in layout["category"]]
+        assert "eval return by b0 (seed aggregate)" in titles and "effective step size by b0" in titles
+        charts = layout["category"][titles.index("eval return by b0 (seed aggregate)")]["chart"]
+        assert charts[1]["multiline"]["tag"] == [r"^aggregate/b0=1e4/adam$", r"^aggregate/b0=1e4/adamloss$"]
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        log.close()

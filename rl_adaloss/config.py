@@ -50,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
         # "separate": actor and critic each have an optimizer fed their own loss; "joint": SB3's single optimizer.
         "layout": "separate",
         "lr": 1.0,
-        "b0": 1.0e6,
+        "b0": 1.0e7,
         "alpha": 1.0,
         "c": 0.0,
         "betas": [0.9, 0.99],

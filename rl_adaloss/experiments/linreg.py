@@ -1,0 +1,455 @@
+"""Linear regression with AdaLoss, AdaGrad-Norm, SGD-Constant and SGD-DecaySqrt (Section 3 of Wu et al., 2022).
+
+Two experiments, both with the optimizer classes of :mod:`rl_adaloss.optim`, in float64:
+
+**Stochastic (Figure 1).** ``min_w F(w) = (1/2n) ||Xw - y||^2`` with ``y = X w*`` (overdetermined, ``n > d``, so the
+optimum has zero loss and no gradient noise at it). Each step draws ``batch_size`` random rows, computes the
+minibatch loss ``f = (1/2B) sum_i (x_i^T w - y_i)^2`` and its gradient, and calls ``opt.step(loss=f)``. AdaLoss
+therefore accumulates ``b^2 += alpha * |f - c|``: with ``B = 1`` and ``alpha = 2`` this is exactly the paper's
+``R_t = (x^T w - y)^2`` of eq. (10); the default ``alpha = 1`` adds half of it. Rows of ``X`` are Gaussian with
+column scales log-spaced from 1 to ``col_scale_min`` (so ``X^T X`` has condition number about
+``col_scale_min**-2``). For every method and ``b0`` we record the full loss ``F(w_t)`` and the step size
+``opt.effective_lr`` after each step ``t = 1..iters``, and average both over the iteration windows of Figure 1.
+A run whose loss exceeds ``blowup`` times its initial loss (or is not finite) is stopped and counted as diverged.
+
+**Deterministic (Theorem 1, Lemma 1, Corollary 1).** Full-batch gradient descent on ``F(w) = 1/2 ||Xw - y||^2`` (the
+paper's eq. (3): no ``1/n``) with ``w_{t+1} = w_t - (eta / b_{t+1}) X^T (X w_t - y)``. Convention: ``lambda_1`` is the
+largest eigenvalue of ``X^T X`` (the paper's "largest singular value" of the PSD matrix ``X^T X``); gradient descent
+with step ``eta / b`` is stable iff ``eta / b < 2 / lambda_1``, i.e. ``b > eta * lambda_1 / 2``, the critical value.
+Starting from ``b0`` below it, we count the steps until ``b_t`` first exceeds the critical value, the steps until
+``||w_t - w*||^2 <= eps`` for several ``eps``, and fit the linear rate of ``||w_t - w*||^2`` afterwards; the rate is
+compared with ``max_i (1 - eta * lambda_i / b_final)^2``, the per-step contraction of GD at the final step size.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from rl_adaloss.experiments import (
+    Option,
+    UsageError,
+    atomic_write_text,
+    cli_main,
+    csv_text,
+    markdown_table,
+    save_figure,
+    settings_markdown,
+    text_table,
+    torch_threads,
+)
+from rl_adaloss.optim import AdaGradNorm, AdaLoss, SGDConstant, SGDDecaySqrt
+
+NAME = "linreg"
+METHODS = ("adaloss", "adagradnorm", "sgd", "sgd_decaysqrt")
+LABELS = {
+    "adaloss": "AdaLoss",
+    "adagradnorm": "AdaGrad-Norm",
+    "sgd": "SGD-Constant",
+    "sgd_decaysqrt": "SGD-DecaySqrt",
+}
+COLORS = {"adaloss": "C3", "adagradnorm": "C0", "sgd": "C2", "sgd_decaysqrt": "C1"}
+
+OPTIONS = [
+    # stochastic (Figure 1)
+    Option("n", "int", "rows of X (data points); the problem is overdetermined, so n > d", low=2),
+    Option("d", "int", "columns of X (parameters)", low=1),
+    Option("col_scale_min", "float", "column scales of X are log-spaced from 1 down to this", low=0, low_open=True,
+           high=1),
+    Option("data_seed", "int", "seed for X and w*", low=0),
+    Option("seeds", "int", "number of runs per (method, b0), seeds 0..seeds-1 (they draw the rows)", low=1),
+    Option("iters", "int", "stochastic steps per run", low=1),
+    Option("batch_size", "int", "rows per stochastic step", low=1),
+    Option("eta", "float", "base step size eta (step size eta/b)", low=0, low_open=True),
+    Option("alpha", "float", "AdaLoss: b^2 += alpha*|f - c| (alpha=2 with batch 1 is the paper's R_t)", low=0),
+    Option("c", "float", "AdaLoss: the constant c (estimate of the optimal loss, 0 here)"),
+    Option("b0_grid", "floats", "initial b values", low=0, low_open=True),
+    Option("methods", "strs", "methods to compare", choices=METHODS),
+    Option("windows", "windows", "iteration windows FIRST-LAST (1-based, inclusive) to average over"),
+    Option("blowup", "float", "a run counts as diverged once its loss exceeds blowup x its initial loss", low=1,
+           low_open=True),
+    Option("small_loss", "float", "'reached a small loss' means last-window loss <= small_loss x initial loss",
+           low=0, low_open=True),
+    # deterministic (Theorem 1 / Lemma 1)
+    Option("gd_n", "int", "GD: rows of X", low=2),
+    Option("gd_d", "int", "GD: columns of X", low=1),
+    Option("gd_col_scale_min", "float", "GD: smallest column scale (X is also divided by sqrt(n))", low=0,
+           low_open=True, high=1),
+    Option("gd_eta", "float", "GD: base step size eta", low=0, low_open=True),
+    Option("gd_alpha", "float", "GD: AdaLoss alpha (b^2 += alpha*F, F = 1/2||Xw-y||^2)", low=0),
+    Option("gd_b0_fracs", "floats", "GD: b0 as fractions of the critical value eta*lambda_1/2 (below 1)", low=0,
+           low_open=True, high=1),
+    Option("gd_init_dists", "floats", "GD: ||w0 - w*|| for the runs (w0 = w* - dist * random unit vector)", low=0,
+           low_open=True),
+    Option("gd_eps", "floats", "GD: targets eps for ||w_t - w*||^2 <= eps (the linear rate is fitted between "
+           "sqrt(largest*smallest) and the smallest)", low=0, low_open=True),
+    Option("gd_max_iters", "int", "GD: iteration cap", low=1),
+    Option("gd_methods", "strs", "GD: methods (adaloss, adagradnorm)", choices=("adaloss", "adagradnorm")),
+]
+
+DESCRIPTION = __doc__.split("\n\n")[0] + """
+
+Writes linreg.png (Figure 1 style: loss and effective step size vs b0 over three iteration windows),
+linreg_gd.png (GD from a small b0: b_t against the critical value eta*lambda_1/2, and the loss),
+linreg.csv, linreg_gd.csv and linreg.md; prints a summary table.
+"""
+
+
+def make_optimizer(method: str, params, eta: float, b0: float, alpha: float = 1.0, c: float = 0.0):
+    """The optimizer class of :mod:`rl_adaloss.optim` for ``method``."""
+    if method == "adaloss":
+        return AdaLoss(params, lr=eta, b0=b0, alpha=alpha, c=c)
+    if method == "adagradnorm":
+        return AdaGradNorm(params, lr=eta, b0=b0)
+    if method == "sgd":
+        return SGDConstant(params, lr=eta, b0=b0)
+    if method == "sgd_decaysqrt":
+        return SGDDecaySqrt(params, lr=eta, b0=b0)
+    raise ValueError(f"unknown method {method!r}")
+
+
+# -- data ------------------------------------------------------------------------------------------------------
+
+
+def make_problem(n: int, d: int, col_scale_min: float, seed: int, normalize: bool = False):
+    """``(X, y, w_star)`` as float64 numpy arrays with ``y = X w_star`` exactly representable up to rounding."""
+    rng = np.random.default_rng(seed)
+    scales = np.logspace(0.0, math.log10(col_scale_min), d) if d > 1 else np.ones(1)
+    X = rng.standard_normal((n, d)) * scales
+    if normalize:
+        X = X / math.sqrt(n)
+    w_star = rng.standard_normal(d)
+    return X, X @ w_star, w_star
+
+
+# -- stochastic runs ---------------------------------------------------------------------------------------------
+
+
+def run_stochastic(X: np.ndarray, y: np.ndarray, method: str, b0: float, *, iters: int, batch_size: int,
+                   eta: float, alpha: float, c: float, seed: int, blowup: float) -> dict[str, Any]:
+    """One stochastic run from ``w = 0``. Returns per-step arrays (index ``t-1`` is after step ``t``):
+
+    ``loss`` (full loss ``F(w_t)``), ``eff_lr`` (``opt.effective_lr[0]`` after step ``t``), ``step_loss`` (the
+    minibatch loss passed to ``opt.step``), ``grad_sq`` (its squared gradient norm); plus ``loss0``, ``diverged``
+    (the step at which the run was stopped, or None) and the ``optimizer``. After a stop the loss is ``inf`` and
+    the step size stays the optimizer's last one.
+    """
+    n, d = X.shape
+    w = torch.zeros(d, dtype=torch.float64)
+    w.grad = torch.zeros(d, dtype=torch.float64)
+    w_np, g_np = w.numpy(), w.grad.numpy()  # share memory with the tensors the optimizer updates
+    opt = make_optimizer(method, [w], eta, b0, alpha, c)
+    rows = np.random.default_rng(seed).integers(n, size=(iters, batch_size))
+
+    def full_loss() -> float:
+        r = X @ w_np - y
+        return 0.5 * float(r @ r) / n
+
+    loss0 = full_loss()
+    loss = np.full(iters, np.inf)
+    eff = np.empty(iters)
+    step_loss = np.full(iters, np.nan)
+    grad_sq = np.full(iters, np.nan)
+    diverged = None
+    for t in range(iters):
+        if diverged is None:
+            Xb = X[rows[t]]
+            r = Xb @ w_np - y[rows[t]]
+            f = 0.5 * float(r @ r) / batch_size
+            g_np[:] = Xb.T @ r / batch_size
+            opt.step(loss=f)
+            step_loss[t], grad_sq[t] = f, float(g_np @ g_np)
+            value = full_loss()
+            if math.isfinite(value) and value <= blowup * loss0:
+                loss[t] = value
+            else:
+                diverged = t + 1
+        eff[t] = opt.effective_lr[0]
+    return dict(loss=loss, eff_lr=eff, step_loss=step_loss, grad_sq=grad_sq, loss0=loss0, diverged=diverged,
+                optimizer=opt)
+
+
+def stochastic_experiment(s: dict[str, Any], log=print) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """All (method, b0, seed) runs; returns the CSV rows (one per method, b0, window) and raw curves for plots."""
+    X, y, _ = make_problem(s["n"], s["d"], s["col_scale_min"], s["data_seed"])
+    rows, curves = [], {}
+    for method in s["methods"]:
+        for b0 in s["b0_grid"]:
+            runs = [run_stochastic(X, y, method, b0, iters=s["iters"], batch_size=s["batch_size"], eta=s["eta"],
+                                   alpha=s["alpha"], c=s["c"], seed=seed, blowup=s["blowup"])
+                    for seed in range(s["seeds"])]
+            n_div = sum(r["diverged"] is not None for r in runs)
+            curves[(method, b0)] = runs
+            for first, last in s["windows"]:
+                per_seed = [float(np.mean(r["loss"][first - 1:last])) for r in runs]
+                eff = [float(np.mean(r["eff_lr"][first - 1:last])) for r in runs]
+                rows.append(dict(
+                    method=method, b0=float(b0), window=f"{first}-{last}", loss_mean=float(np.mean(per_seed)),
+                    loss_min=float(np.min(per_seed)), loss_max=float(np.max(per_seed)),
+                    rel_loss_mean=float(np.mean([p / r["loss0"] for p, r in zip(per_seed, runs)])),
+                    eff_lr_mean=float(np.mean(eff)), diverged_seeds=n_div, seeds=len(runs),
+                ))
+            log(f"  {LABELS[method]:<14} b0={b0:<8g} last-window loss {rows[-1]['loss_mean']:.3g}"
+                f"  eff lr {rows[-1]['eff_lr_mean']:.3g}  diverged {n_div}/{len(runs)}")
+    return rows, curves
+
+
+# -- deterministic runs ------------------------------------------------------------------------------------------
+
+
+def run_gd(X: np.ndarray, y: np.ndarray, w_star: np.ndarray, method: str, b0: float, w0: np.ndarray, *,
+           eta: float, alpha: float, max_iters: int, stop_err: float) -> dict[str, np.ndarray]:
+    """Full-batch GD on ``1/2 ||Xw - y||^2``. Arrays over ``t = 0..T``: ``b`` (``b_t``, ``b_0 = b0``), ``loss``
+    (``F(w_t)``) and ``err`` (``||w_t - w*||^2``). Stops once ``err <= stop_err``."""
+    w = torch.tensor(w0, dtype=torch.float64)
+    w.grad = torch.zeros_like(w)
+    w_np, g_np = w.numpy(), w.grad.numpy()
+    opt = make_optimizer(method, [w], eta, b0, alpha)
+    bs, losses, errs = [b0], [], []
+    for _ in range(max_iters + 1):
+        r = X @ w_np - y
+        losses.append(0.5 * float(r @ r))
+        e = w_np - w_star
+        errs.append(float(e @ e))
+        if errs[-1] <= stop_err or len(bs) > max_iters or not math.isfinite(losses[-1]):
+            break
+        g_np[:] = X.T @ r
+        opt.step(loss=losses[-1])
+        bs.append(opt.b[0])
+    return dict(b=np.array(bs[:len(losses)]), loss=np.array(losses), err=np.array(errs))
+
+
+def first_index(mask: np.ndarray) -> int | None:
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else None
+
+
+def gd_experiment(s: dict[str, Any], log=print) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]:
+    """Lemma 1 / Theorem 1: rows (one per method, b0, init distance), curves, and the problem's constants."""
+    X, y, w_star = make_problem(s["gd_n"], s["gd_d"], s["gd_col_scale_min"], s["data_seed"] + 1, normalize=True)
+    eigs = np.linalg.eigvalsh(X.T @ X)
+    lam1, lam_min = float(eigs[-1]), float(eigs[0])
+    eta = s["gd_eta"]
+    critical = eta * lam1 / 2
+    eps_list = sorted(s["gd_eps"], reverse=True)
+    u = np.random.default_rng(s["data_seed"] + 2).standard_normal(len(w_star))
+    u /= np.linalg.norm(u)
+    rows, curves = [], {}
+    for method in s["gd_methods"]:
+        for frac in s["gd_b0_fracs"]:
+            for dist in s["gd_init_dists"]:
+                b0 = frac * critical
+                run = run_gd(X, y, w_star, method, b0, w_star - dist * u, eta=eta, alpha=s["gd_alpha"],
+                             max_iters=s["gd_max_iters"], stop_err=min(eps_list) / 10)
+                curves[(method, frac, dist)] = run
+                n_cross = first_index(run["b"] > critical)
+                b_final = float(run["b"][-1])
+                # Fit the asymptotic rate: the lower half (in log scale) of the eps range, after the crossing.
+                fit = (run["err"] <= math.sqrt(eps_list[0] * eps_list[-1])) & (run["err"] >= eps_list[-1])
+                if n_cross is not None:
+                    fit[:n_cross] = False
+                if fit.sum() >= 3:
+                    steps = np.flatnonzero(fit)
+                    slope = np.polyfit(steps, np.log(run["err"][steps]), 1)[0]
+                    rate = float(math.exp(slope))
+                else:
+                    rate = float("nan")
+                predicted = float(np.max((1 - eta * eigs / b_final) ** 2))
+                row = dict(method=method, b0_frac=float(frac), b0=b0, init_dist=float(dist),
+                           steps_to_critical=n_cross, b_final=b_final, b_final_over_critical=b_final / critical,
+                           max_loss_over_initial=float(run["loss"].max() / run["loss"][0]))
+                for eps in eps_list:
+                    row[f"T(eps={eps:g})"] = first_index(run["err"] <= eps)
+                row.update(rate_fitted=rate, rate_predicted=predicted,
+                           old_estimate_steps_to_critical=((eta * lam1) ** 2 - 4 * b0 ** 2) / eps_list[-1])
+                rows.append(row)
+                log(f"  GD {LABELS[method]:<13} b0={b0:<9.3g} dist={dist:<6g} steps to critical {n_cross}, "
+                    f"T(eps={eps_list[-1]:g}) {row[f'T(eps={eps_list[-1]:g})']}, rate {rate:.4f} "
+                    f"(predicted {predicted:.4f})")
+    constants = dict(lambda_1=lam1, lambda_min=lam_min, eta=eta, critical=critical)
+    return rows, curves, constants
+
+
+# -- figures and tables ------------------------------------------------------------------------------------------
+
+
+def plot_stochastic(rows, s, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    windows = [f"{a}-{b}" for a, b in s["windows"]]
+    finite = [r["loss_mean"] for r in rows if math.isfinite(r["loss_mean"]) and r["loss_mean"] > 0]
+    ceiling = 10 * max(finite) if finite else 1.0
+    fig, axes = plt.subplots(2, len(windows), figsize=(3.6 * len(windows), 5.6), squeeze=False)
+    for j, window in enumerate(windows):
+        top, bottom = axes[0, j], axes[1, j]
+        for method in s["methods"]:
+            sel = [r for r in rows if r["method"] == method and r["window"] == window]
+            b0s = [r["b0"] for r in sel]
+            losses = [r["loss_mean"] for r in sel]
+            ok = [k for k, v in enumerate(losses) if math.isfinite(v)]
+            top.plot([b0s[k] for k in ok], [losses[k] for k in ok], "o-", color=COLORS[method],
+                     label=LABELS[method], ms=4)
+            bad = [k for k, v in enumerate(losses) if not math.isfinite(v)]
+            if bad:
+                top.plot([b0s[k] for k in bad], [ceiling] * len(bad), "x", color=COLORS[method], ms=8, mew=2)
+            bottom.plot(b0s, [r["eff_lr_mean"] for r in sel], "o-", color=COLORS[method], ms=4)
+        top.set(xscale="log", yscale="log", title=f"loss, iterations [{window.replace('-', ', ')}]")
+        bottom.set(xscale="log", yscale="log", xlabel="$b_0$", title="effective step size $\\eta/b_t$")
+        if j == 0:
+            top.set_ylabel("average loss $F(w_t)$")
+            bottom.set_ylabel("average step size")
+    axes[0, 0].legend(fontsize=7, title="x = diverged", title_fontsize=7)
+    fig.suptitle(f"Stochastic linear regression (n={s['n']}, d={s['d']}, batch {s['batch_size']}, "
+                 f"eta={s['eta']:g}, {s['seeds']} seeds)", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_gd(curves, constants, s, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = s["gd_methods"]
+    dist = s["gd_init_dists"][0]
+    fig, axes = plt.subplots(len(methods), 2, figsize=(8.5, 2.9 * len(methods)), squeeze=False)
+    for i, method in enumerate(methods):
+        for k, frac in enumerate(s["gd_b0_fracs"]):
+            run = curves[(method, frac, dist)]
+            t = np.arange(len(run["b"]))
+            color = plt.cm.viridis(k / max(1, len(s["gd_b0_fracs"]) - 1))
+            axes[i, 0].plot(t, run["b"], color=color, label=f"$b_0$={frac:g}·crit")
+            axes[i, 1].plot(t, run["loss"], color=color)
+        axes[i, 0].axhline(constants["critical"], color="k", ls="--", lw=1, label="$\\eta\\lambda_1/2$")
+        axes[i, 0].set(yscale="log", ylabel="$b_t$", title=f"GD with {LABELS[method]}: $b_t$ (x axis log past 1)")
+        axes[i, 0].set_xscale("symlog", linthresh=1)
+        axes[i, 0].set_xlim(left=0)
+        axes[i, 1].set(yscale="log", xscale="linear", ylabel="$F(w_t)$", title=f"GD with {LABELS[method]}: loss")
+        axes[i, 0].legend(fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("iteration t")
+    fig.suptitle(f"Deterministic linear regression, ||w0-w*||={dist:g}, eta={constants['eta']:g}, "
+                 f"lambda_1={constants['lambda_1']:.3g}", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def matrix_rows(rows, s, window: str, key: str) -> list[dict[str, Any]]:
+    """A method x b0 table of ``key`` for one window (``div`` where any seed diverged)."""
+    out = []
+    for method in s["methods"]:
+        line: dict[str, Any] = {"method": LABELS[method]}
+        for r in rows:
+            if r["method"] == method and r["window"] == window:
+                value = r[key]
+                line[f"b0={r['b0']:g}"] = "div" if r["diverged_seeds"] and key.startswith(("loss", "rel")) \
+                    else value
+        out.append(line)
+    return out
+
+
+def summarize(rows, s) -> dict[str, Any]:
+    """The headline checks of Figure 1 in the last window."""
+    last = f"{s['windows'][-1][0]}-{s['windows'][-1][1]}"
+    sel = {(r["method"], r["b0"]): r for r in rows if r["window"] == last}
+    out: dict[str, Any] = {"window": last}
+    for method in s["methods"]:
+        small = [b0 for b0 in s["b0_grid"]
+                 if sel[(method, b0)]["diverged_seeds"] == 0 and sel[(method, b0)]["rel_loss_mean"] <= s["small_loss"]]
+        out[f"{method}_small_at"] = small
+        out[f"{method}_diverged_at"] = [b0 for b0 in s["b0_grid"] if sel[(method, b0)]["diverged_seeds"]]
+    if "adaloss" in s["methods"] and "adagradnorm" in s["methods"]:
+        out["adaloss_better_at"] = [b0 for b0 in s["b0_grid"]
+                                    if sel[("adaloss", b0)]["loss_mean"] <= sel[("adagradnorm", b0)]["loss_mean"]]
+    return out
+
+
+def check_settings(s: dict[str, Any]) -> None:
+    if s["n"] <= s["d"]:
+        raise UsageError(f"n must exceed d (overdetermined regression), got n={s['n']}, d={s['d']}")
+    if s["gd_n"] <= s["gd_d"]:
+        raise UsageError(f"gd_n must exceed gd_d, got gd_n={s['gd_n']}, gd_d={s['gd_d']}")
+    for first, last in s["windows"]:
+        if last > s["iters"]:
+            raise UsageError(f"window {first}-{last} ends after iters={s['iters']}")
+    if max(s["gd_b0_fracs"]) >= 1:
+        raise UsageError("gd_b0_fracs must be below 1 (b0 below the critical value)")
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    from rl_adaloss.experiments import parse_settings
+
+    s, out, quick = parse_settings(NAME, DESCRIPTION, OPTIONS, argv)
+    check_settings(s)
+    start = time.perf_counter()
+    quiet_log = (lambda *_a, **_k: None) if quick else (lambda msg: print(msg, file=sys.stderr))
+    with torch_threads(1):
+        rows, _ = stochastic_experiment(s, log=quiet_log)
+        gd_rows, gd_curves, constants = gd_experiment(s, log=quiet_log)
+    summary = summarize(rows, s)
+
+    out.mkdir(parents=True, exist_ok=True)
+    plot_stochastic(rows, s, out / "linreg.png")
+    plot_gd(gd_curves, constants, s, out / "linreg_gd.png")
+    atomic_write_text(out / "linreg.csv", csv_text(rows))
+    atomic_write_text(out / "linreg_gd.csv", csv_text(gd_rows))
+
+    windows = [f"{a}-{b}" for a, b in s["windows"]]
+    md = [f"# Linear regression: AdaLoss vs AdaGrad-Norm vs SGD{' (quick run)' if quick else ''}\n",
+          "Generated by `python -m rl_adaloss.experiments.linreg"
+          f"{' --quick' if quick else ''}`. Settings:\n", settings_markdown(s, OPTIONS),
+          "\n## Stochastic setting (Figure 1)\n",
+          "Loss is the full average loss F(w_t) = ||Xw_t - y||^2/(2n), averaged over the window and then over seeds "
+          "(`div`: at least one seed diverged). Step size is `effective_lr` (eta/b_t), averaged likewise.\n"]
+    for window in windows:
+        md += [f"\n### Window {window}: loss\n", markdown_table(matrix_rows(rows, s, window, "loss_mean")),
+               f"\n### Window {window}: effective step size\n",
+               markdown_table(matrix_rows(rows, s, window, "eff_lr_mean"))]
+    md += ["\n### Summary (last window)\n",
+           "\n".join(f"- `{k}`: {v}" for k, v in summary.items()) + "\n",
+           "\n## Deterministic setting (Lemma 1, Theorem 1)\n",
+           f"F(w) = ||Xw - y||^2/2, lambda_1 = {constants['lambda_1']:.6g} (largest eigenvalue of X^T X), "
+           f"lambda_min = {constants['lambda_min']:.6g}, eta = {constants['eta']:g}, critical value "
+           f"eta*lambda_1/2 = {constants['critical']:.6g}. `steps_to_critical`: first t with b_t > eta*lambda_1/2; "
+           "`T(eps=...)`: first t with ||w_t - w*||^2 <= eps; `rate_fitted`: per-step factor of ||w_t - w*||^2 "
+           "fitted after the crossing, where sqrt(eps_max*eps_min) >= ||w_t - w*||^2 >= eps_min; "
+           "`rate_predicted`: max_i (1 - eta*lambda_i/b_final)^2; "
+           "`old_estimate_steps_to_critical`: ((eta*lambda_1)^2 - 4 b0^2)/eps for the smallest eps, the count the "
+           "pre-Theorem-1 analysis allows.\n\n",
+           markdown_table(gd_rows)]
+    atomic_write_text(out / "linreg.md", "".join(md))
+
+    # The terminal summary: the last window as a method x b0 table, then the GD counts.
+    last = windows[-1]
+    print(f"Stochastic linear regression (n={s['n']}, d={s['d']}, {s['iters']} steps, {s['seeds']} seeds): "
+          f"average loss over iterations {last} ('div' = diverged)")
+    print(text_table(matrix_rows(rows, s, last, "loss_mean")))
+    print(f"Average effective step size eta/b_t over iterations {last}")
+    print(text_table(matrix_rows(rows, s, last, "eff_lr_mean")))
+    print(f"Deterministic GD from b0 < eta*lambda_1/2 = {constants['critical']:.4g}: steps until b_t crosses it, "
+          "steps to ||w-w*||^2 <= eps, fitted vs predicted rate")
+    eps_cols = [k for k in gd_rows[0] if k.startswith("T(eps=")] if gd_rows else []
+    cols = ["method", "b0", "init_dist", "steps_to_critical", eps_cols[0], eps_cols[-1], "rate_fitted",
+            "rate_predicted"] if eps_cols else None
+    print(text_table(gd_rows, cols))
+    print(f"Wrote {out}/linreg.png, linreg_gd.png, linreg.csv, linreg_gd.csv, linreg.md "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli_main(run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,544 @@
+"""A two-layer ReLU network in the setting of Du et al. (2019), as used in Section 4 of Wu et al. (2022).
+
+``f(W, a, x) = (1/sqrt(m)) sum_r a_r ReLU(w_r^T x)`` with ``||x_i|| = 1``, ``w_r(0) ~ N(0, I)``,
+``a_r ~ U{-1, +1}``; the output layer is fixed and the first layer ``W`` is trained on ``L(W) = 1/2 ||y - u||^2``
+(``u_i = f(W, a, x_i)``, labels ``y_i ~ U{-1, +1}``). Inputs are uniform on the sphere in ``R^d`` with ``d >= n``, so
+they are nearly orthogonal. Gradients are computed in closed form (the test suite checks them against autograd);
+every update is made by an optimizer class of :mod:`rl_adaloss.optim`, in float64.
+
+* **Definition 1:** ``H_inf[i, j] = x_i^T x_j (pi - arccos(x_i^T x_j)) / (2 pi)``, ``lambda_0 = lambda_min(H_inf)``.
+* **Figure 5:** ``||H_inf||`` against ``n`` for nearly orthogonal inputs (``d = fig5_d``) and, for contrast, for
+  inputs with pairwise correlation about ``fig5_rho``.
+* **Theorem 2:** GD (``SGDConstant`` with ``lr = eta``, ``b0 = 1``) with ``eta = factor / ||H_inf||``; the linear
+  rate is fitted and compared with ``max_i (1 - eta * lambda_i(H_inf))^2``, and against the ``lambda_0 / n^2`` step
+  of Du et al.
+* **Theorem 3:** GD with AdaLoss ``b_{k+1}^2 = b_k^2 + alpha sqrt(n) ||y - u(k)||^2``: we pass
+  ``loss = sqrt(n) * ||y - u(k)||^2`` to ``AdaLoss.step`` (``c = 0``) and keep ``alpha`` as the class's ``alpha``;
+  the gradient is that of ``1/2 ||y - u||^2``. Cases: ``b0`` below (b) and above (a) the critical value
+  ``eta (lambda_0 + ||H_inf||) / 2`` (the paper's ``C`` taken as 1). AdaGrad-Norm runs alongside for reference.
+* **Figure 6:** minibatch SGD with AdaLoss vs AdaGrad-Norm. A minibatch ``B`` stands in for the full data through
+  the unbiased estimate ``L_B = (n/|B|) 1/2 ||y_B - u_B||^2``: its gradient drives both methods, and AdaLoss
+  accumulates ``alpha sqrt(n) (n/|B|) ||y_B - u_B||^2``, the same estimate of its GD increment.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from rl_adaloss.experiments import (
+    Option,
+    UsageError,
+    atomic_write_text,
+    cli_main,
+    csv_text,
+    markdown_table,
+    save_figure,
+    settings_markdown,
+    text_table,
+    torch_threads,
+)
+from rl_adaloss.optim import AdaGradNorm, AdaLoss, SGDConstant
+
+NAME = "two_layer"
+LABELS = {"adaloss": "AdaLoss", "adagradnorm": "AdaGrad-Norm", "gd": "GD (constant step)"}
+COLORS = {"adaloss": "C3", "adagradnorm": "C0"}
+
+OPTIONS = [
+    Option("n", "int", "training points", low=2),
+    Option("d", "int", "input dimension (d >= n gives nearly orthogonal inputs)", low=2),
+    Option("data_seed", "int", "seed for the inputs and labels", low=0),
+    Option("seeds", "int", "network initializations per setting (seeds 0..seeds-1)", low=1),
+    Option("blowup", "float", "a run stops (diverged) once its loss exceeds blowup x its initial loss", low=1,
+           low_open=True),
+    Option("near_zero", "float", "'near-zero training loss' means loss <= near_zero x initial loss", low=0,
+           low_open=True),
+    # Figure 5
+    Option("fig5_ns", "ints", "Figure 5: numbers of points n", low=2),
+    Option("fig5_d", "int", "Figure 5: input dimension of the nearly orthogonal family", low=2),
+    Option("fig5_rho", "float", "Figure 5: pairwise correlation of the contrasting, correlated family", low=0,
+           high=0.99),
+    Option("fig5_seeds", "int", "Figure 5: data draws averaged per n", low=1),
+    # Theorem 2
+    Option("thm2_widths", "ints", "Theorem 2: hidden widths m", low=1),
+    Option("thm2_factors", "floats", "Theorem 2: step sizes eta = factor / ||H_inf||", low=0, low_open=True),
+    Option("thm2_iters", "int", "Theorem 2: GD iterations", low=1),
+    # Theorem 3
+    Option("thm3_width", "int", "Theorem 3: hidden width m", low=1),
+    Option("thm3_eta", "float", "Theorem 3: base step size eta", low=0, low_open=True),
+    Option("thm3_alphas", "floats", "Theorem 3: AdaLoss alpha values", low=0, low_open=True),
+    Option("thm3_b0s", "floats", "Theorem 3: initial b0 values (below and above eta(lambda_0+||H_inf||)/2)", low=0,
+           low_open=True),
+    Option("thm3_iters", "int", "Theorem 3: GD iterations", low=1),
+    # Figure 6
+    Option("fig6_width", "int", "Figure 6: hidden width m", low=1),
+    Option("fig6_eta", "float", "Figure 6: base step size eta", low=0, low_open=True),
+    Option("fig6_alphas", "floats", "Figure 6: AdaLoss alpha values", low=0, low_open=True),
+    Option("fig6_b0_grid", "floats", "Figure 6: initial b0 values", low=0, low_open=True),
+    Option("fig6_batch", "int", "Figure 6: minibatch size", low=1),
+    Option("fig6_epochs", "int", "Figure 6: epochs (passes over a reshuffled data set)", low=1),
+]
+
+DESCRIPTION = __doc__.split("\n\n")[0] + """
+
+Writes two_layer_fig5.png (||H_inf|| vs n), two_layer_thm2.png (GD loss for step sizes c/||H_inf||),
+two_layer_thm3.png (GD with AdaLoss from small and large b0: loss and b_t), two_layer_fig6.png (SGD: AdaLoss vs
+AdaGrad-Norm over b0), two_layer.csv (all rows, one 'part' column) and two_layer.md; prints a summary.
+"""
+
+
+# -- data, H_inf, the network ------------------------------------------------------------------------------------
+
+
+def unit_rows(Z: np.ndarray) -> np.ndarray:
+    return Z / np.linalg.norm(Z, axis=1, keepdims=True)
+
+
+def make_data(n: int, d: int, seed: int, rho: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` unit inputs in ``R^d`` (pairwise correlation about ``rho``) and labels ``y ~ U{-1, +1}``."""
+    rng = np.random.default_rng(seed)
+    Z = unit_rows(rng.standard_normal((n, d)))
+    if rho > 0:
+        v = unit_rows(rng.standard_normal((1, d)))
+        Z = unit_rows(math.sqrt(rho) * v + math.sqrt(1 - rho) * Z)
+    y = rng.choice([-1.0, 1.0], size=n)
+    return Z, y
+
+
+def h_infinity(X: np.ndarray) -> np.ndarray:
+    """Definition 1: ``H_inf[i, j] = x_i^T x_j (pi - arccos(x_i^T x_j)) / (2 pi)`` for unit rows ``x_i``."""
+    G = np.clip(X @ X.T, -1.0, 1.0)
+    return G * (math.pi - np.arccos(G)) / (2 * math.pi)
+
+
+def h_empirical(X: torch.Tensor, W: torch.Tensor) -> np.ndarray:
+    """The Gram matrix ``H(W)[i, j] = (1/m) sum_r x_i^T x_j 1{w_r^T x_i >= 0, w_r^T x_j >= 0}``."""
+    S = (X @ W >= 0).to(X.dtype)
+    return ((X @ X.T) * (S @ S.T) / W.shape[1]).numpy()
+
+
+def init_network(d: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W(0)`` (``d x m``, columns ``w_r ~ N(0, I)``) and ``a ~ U{-1, +1}^m``, float64."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(d, m, generator=g, dtype=torch.float64)
+    a = torch.randint(0, 2, (m,), generator=g).to(torch.float64) * 2 - 1
+    return W, a
+
+
+def forward(X: torch.Tensor, W: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-activations ``Z = X W`` and outputs ``u = ReLU(Z) a / sqrt(m)``."""
+    Z = X @ W
+    return Z, torch.relu(Z) @ a / math.sqrt(W.shape[1])
+
+
+def loss_and_grad(X: torch.Tensor, y: torch.Tensor, W: torch.Tensor, a: torch.Tensor,
+                  scale: float = 1.0) -> tuple[float, float, torch.Tensor]:
+    """``scale * 1/2 ||y - u||^2``, ``scale * ||y - u||^2`` and the gradient of the first with respect to ``W``:
+    ``dL/dw_r = scale * (1/sqrt(m)) a_r sum_i (u_i - y_i) 1{w_r^T x_i > 0} x_i``."""
+    Z, u = forward(X, W, a)
+    r = u - y
+    sq = float(r @ r)
+    grad = X.T @ ((Z > 0).to(X.dtype) * (r[:, None] * a[None, :])) * (scale / math.sqrt(W.shape[1]))
+    return 0.5 * scale * sq, scale * sq, grad
+
+
+def full_loss(X, y, W, a) -> float:
+    _, u = forward(X, W, a)
+    r = y - u
+    return 0.5 * float(r @ r)
+
+
+def make_optimizer(method: str, params, eta: float, b0: float, alpha: float):
+    if method == "adaloss":
+        return AdaLoss(params, lr=eta, b0=b0, alpha=alpha, c=0.0)
+    if method == "adagradnorm":
+        return AdaGradNorm(params, lr=eta, b0=b0)
+    if method == "gd":
+        return SGDConstant(params, lr=eta, b0=1.0)
+    raise ValueError(f"unknown method {method!r}")
+
+
+def train_gd(X, y, W0, a, method: str, *, eta: float, b0: float = 1.0, alpha: float = 1.0, iters: int,
+             blowup: float) -> dict[str, Any]:
+    """Full-batch GD. ``loss[k] = L(W(k))`` for ``k = 0..K``; ``b[k]`` is ``b_k`` (``b_0 = b0``; 1 for plain GD);
+    ``eff_lr[k-1]`` is ``opt.effective_lr`` after step ``k``. Stops early if the loss blows up."""
+    n = len(y)
+    W = W0.clone()
+    W.grad = torch.zeros_like(W)
+    opt = make_optimizer(method, [W], eta, b0, alpha)
+    losses, bs, eff = [], [b0 if method != "gd" else 1.0], []
+    diverged = None
+    for k in range(iters + 1):
+        loss, sq, grad = loss_and_grad(X, y, W, a)
+        losses.append(loss)
+        if not math.isfinite(loss) or loss > blowup * losses[0]:
+            diverged = k
+            break
+        if k == iters:
+            break
+        W.grad.copy_(grad)
+        # Theorem 3: AdaLoss adds alpha * sqrt(n) * ||y - u(k)||^2; the other rules ignore the loss.
+        opt.step(loss=math.sqrt(n) * sq)
+        eff.append(opt.effective_lr[0])
+        bs.append(eta / eff[-1] if method != "gd" else 1.0)
+    return dict(loss=np.array(losses), b=np.array(bs), eff_lr=np.array(eff), diverged=diverged, W=W.detach(),
+                optimizer=opt)
+
+
+def train_sgd(X, y, W0, a, method: str, *, eta: float, b0: float, alpha: float, batch: int, epochs: int,
+              seed: int, blowup: float) -> dict[str, Any]:
+    """Minibatch SGD over reshuffled epochs; ``loss[e]`` is the full training loss after ``e`` epochs."""
+    n = len(y)
+    W = W0.clone()
+    W.grad = torch.zeros_like(W)
+    opt = make_optimizer(method, [W], eta, b0, alpha)
+    g = torch.Generator().manual_seed(10_000 + seed)
+    losses = [full_loss(X, y, W, a)]
+    diverged = None
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=g)
+        for start in range(0, n, batch):
+            idx = order[start:start + batch]
+            scale = n / len(idx)
+            _, sq, grad = loss_and_grad(X[idx], y[idx], W, a, scale=scale)
+            W.grad.copy_(grad)
+            opt.step(loss=math.sqrt(n) * sq)
+        losses.append(full_loss(X, y, W, a))
+        if not math.isfinite(losses[-1]) or losses[-1] > blowup * losses[0]:
+            diverged = epoch + 1
+            break
+    return dict(loss=np.array(losses), diverged=diverged, b=eta / opt.effective_lr[0])
+
+
+def fit_rate(loss: np.ndarray, high: float, low: float) -> float:
+    """Per-step factor of the loss, fitted on the steps where ``low <= loss/loss[0] <= high``."""
+    rel = loss / loss[0]
+    steps = np.flatnonzero((rel <= high) & (rel >= low))
+    if steps.size < 3:
+        return float("nan")
+    return float(math.exp(np.polyfit(steps, np.log(loss[steps]), 1)[0]))
+
+
+def first_index(mask: np.ndarray) -> int | None:
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else None
+
+
+# -- the parts -----------------------------------------------------------------------------------------------------
+
+
+def figure5(s, log) -> list[dict[str, Any]]:
+    rows = []
+    for family, d, rho in (("nearly orthogonal", s["fig5_d"], 0.0), (f"correlated (rho={s['fig5_rho']:g})",
+                                                                         s["fig5_d"], s["fig5_rho"])):
+        for n in s["fig5_ns"]:
+            norms, lam0s = [], []
+            for k in range(s["fig5_seeds"]):
+                X, _ = make_data(n, d, s["data_seed"] + 100 + k, rho)
+                eig = np.linalg.eigvalsh(h_infinity(X))
+                norms.append(float(eig[-1]))
+                lam0s.append(float(eig[0]))
+            rows.append(dict(part="fig5", family=family, n=n, d=d, H_norm=float(np.mean(norms)),
+                             H_norm_max=float(np.max(norms)), lambda_0=float(np.mean(lam0s)),
+                             step_ours=1 / float(np.mean(norms)), step_du=float(np.mean(lam0s)) / n ** 2))
+            log(f"  fig5 {family:<24} n={n:<5} ||H_inf||={rows[-1]['H_norm']:.3f} lambda_0={rows[-1]['lambda_0']:.3g}")
+    return rows
+
+
+def theorem2(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
+    H_norm, lam0 = float(eig[-1]), float(eig[0])
+    n = len(y)
+    rows, curves = [], {}
+    steps = [("du", lam0 / n ** 2)] + [(f"{f:g}/||H||", f / H_norm) for f in s["thm2_factors"]]
+    for m in s["thm2_widths"]:
+        for name, eta in steps:
+            finals, rates, hits, flips, moves, divs = [], [], [], [], [], 0
+            for seed in range(s["seeds"]):
+                W0, a = init_network(X.shape[1], m, seed)
+                run = train_gd(X, y, W0, a, "gd", eta=eta, iters=s["thm2_iters"], blowup=s["blowup"])
+                curves[(m, name, seed)] = run["loss"]
+                divs += run["diverged"] is not None
+                finals.append(run["loss"][-1] / run["loss"][0] if run["diverged"] is None else float("inf"))
+                rates.append(fit_rate(run["loss"], 1e-3, 1e-24)
+                             if run["diverged"] is None else float("nan"))
+                hits.append(first_index(run["loss"] <= s["near_zero"] * run["loss"][0]))
+                flips.append(float(((X @ run["W"] >= 0) != (X @ W0 >= 0)).double().mean()))
+                moves.append(float((run["W"] - W0).norm() / W0.norm()))
+            predicted = float(np.max((1 - eta * eig) ** 2))
+            reached = [h for h in hits if h is not None]
+            rows.append(dict(part="thm2", m=m, step=name, eta=eta, final_loss_rel=float(np.mean(finals)),
+                             iters_to_near_zero=max(reached) if len(reached) == len(hits) else None,
+                             rate_fitted=float(np.nanmean(rates)) if not all(map(math.isnan, rates)) else float("nan"),
+                             rate_predicted=predicted,
+                             iters_predicted=(math.log(1 / s["near_zero"]) / -math.log(predicted)
+                                              if 0 < predicted < 1 else float("inf")),
+                             pattern_flips=float(np.mean(flips)), W_move_rel=float(np.mean(moves)), diverged=divs))
+            r = rows[-1]
+            log(f"  thm2 m={m:<5} eta={name:<10} ({eta:.3g}) final/initial {r['final_loss_rel']:.3g} "
+                f"rate {r['rate_fitted']:.4g} (pred {predicted:.4g}) iters to near-zero {r['iters_to_near_zero']}")
+    return rows, curves
+
+
+def theorem3(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
+    H_norm, lam0 = float(eig[-1]), float(eig[0])
+    eta = s["thm3_eta"]
+    critical = eta * (lam0 + H_norm) / 2
+    rows, curves = [], {}
+    settings = [("adaloss", alpha) for alpha in s["thm3_alphas"]] + [("adagradnorm", None)]
+    for method, alpha in settings:
+        for b0 in s["thm3_b0s"]:
+            for seed in range(s["seeds"]):
+                W0, a = init_network(X.shape[1], s["thm3_width"], seed)
+                run = train_gd(X, y, W0, a, method, eta=eta, b0=b0, alpha=alpha or 1.0, iters=s["thm3_iters"],
+                               blowup=s["blowup"])
+                curves[(method, alpha, b0, seed)] = run
+                b = run["b"]
+                tail = b[int(0.8 * (len(b) - 1))]
+                H_end = np.linalg.eigvalsh(h_empirical(X, run["W"]))
+                rows.append(dict(
+                    part="thm3", method=method, alpha=alpha, b0=b0, case="a" if b0 > critical else "b", seed=seed,
+                    loss0=float(run["loss"][0]), max_loss_rel=float(run["loss"].max() / run["loss"][0]),
+                    final_loss=float(run["loss"][-1]), final_loss_rel=float(run["loss"][-1] / run["loss"][0]),
+                    iters_to_near_zero=first_index(run["loss"] <= s["near_zero"] * run["loss"][0]),
+                    b_final=float(b[-1]), b_change_last_20pct=float((b[-1] - tail) / b[-1]),
+                    critical=critical, critical_end=eta * float(H_end[-1]) / 2,
+                    W_move_rel=float((run["W"] - W0).norm() / W0.norm()), diverged=run["diverged"] is not None))
+                r = rows[-1]
+                log(f"  thm3 {LABELS[method]:<12} alpha={alpha} b0={b0:<6g} case {r['case']} final/initial "
+                    f"{r['final_loss_rel']:.3g} max/initial {r['max_loss_rel']:.3g} b_final {r['b_final']:.4g} "
+                    f"(critical {critical:.3g}, at end {r['critical_end']:.3g})")
+    return rows, curves
+
+
+def fig6_methods(s) -> list[tuple[str, float | None]]:
+    return [("adagradnorm", None)] + [("adaloss", alpha) for alpha in s["fig6_alphas"]]
+
+
+def fig6_label(method: str, alpha: float | None) -> str:
+    return LABELS[method] + ("" if alpha is None else f" a={alpha:g}")
+
+
+def figure6(s, X, y, log) -> tuple[list[dict[str, Any]], dict]:
+    """SGD over the b0 grid: AdaGrad-Norm and AdaLoss for each alpha. ``holds`` marks AdaLoss "about the same or
+    better": its final loss is at most 10x AdaGrad-Norm's, or both are near zero."""
+    rows, curves = [], {}
+    for b0 in s["fig6_b0_grid"]:
+        finals = {}
+        for method, alpha in fig6_methods(s):
+            per_seed, bs, divs = [], [], 0
+            for seed in range(s["seeds"]):
+                W0, a = init_network(X.shape[1], s["fig6_width"], seed)
+                run = train_sgd(X, y, W0, a, method, eta=s["fig6_eta"], b0=b0, alpha=alpha or 1.0,
+                                batch=s["fig6_batch"], epochs=s["fig6_epochs"], seed=seed, blowup=s["blowup"])
+                curves[(method, alpha, b0, seed)] = run["loss"]
+                divs += run["diverged"] is not None
+                per_seed.append(run["loss"][-1] / run["loss"][0] if run["diverged"] is None else float("inf"))
+                bs.append(run["b"])
+            # Geometric mean over seeds (losses span many decades), floored at 1e-30 relative.
+            gm = float(np.exp(np.mean(np.log(np.maximum(per_seed, 1e-30)))))
+            finals[(method, alpha)] = gm
+            rows.append(dict(part="fig6", method=method, alpha=alpha, b0=b0, final_loss_rel_gmean=gm,
+                             final_loss_rel_max=float(np.max(per_seed)), b_final_mean=float(np.mean(bs)),
+                             diverged=divs))
+        base = finals[("adagradnorm", None)]
+        for r in rows[-len(finals):]:
+            if r["method"] == "adaloss":
+                mine = r["final_loss_rel_gmean"]
+                r["adaloss_over_adagradnorm"] = mine / base if base > 0 else float("nan")
+                r["holds"] = bool(mine <= 10 * base or max(mine, base) <= s["near_zero"])
+        log(f"  fig6 b0={b0:<6g} final/initial loss: " + ", ".join(
+            f"{fig6_label(*k)} {v:.3g}" for k, v in finals.items()))
+    return rows, curves
+
+
+# -- figures ------------------------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_fig5(rows, path: Path) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2))
+    for family in dict.fromkeys(r["family"] for r in rows):
+        sel = [r for r in rows if r["family"] == family]
+        ns = [r["n"] for r in sel]
+        axes[0].plot(ns, [r["H_norm"] for r in sel], "o-", label=family, ms=4)
+        axes[1].plot(ns, [r["lambda_0"] for r in sel], "o-", label=family, ms=4)
+    axes[0].set(xscale="log", yscale="log", xlabel="n", ylabel="$\\|H^\\infty\\|$", title="$\\|H^\\infty\\|$ vs n")
+    axes[1].set(xscale="log", yscale="log", xlabel="n", ylabel="$\\lambda_0$", title="$\\lambda_0=\\lambda_{min}"
+                "(H^\\infty)$ vs n")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_thm2(curves, rows, s, path: Path) -> None:
+    plt = _pyplot()
+    widths = s["thm2_widths"]
+    fig, axes = plt.subplots(1, len(widths), figsize=(4.2 * len(widths), 3.3), squeeze=False, sharey=True)
+    names = list(dict.fromkeys(r["step"] for r in rows))
+    for j, m in enumerate(widths):
+        ax = axes[0, j]
+        for k, name in enumerate(names):
+            loss = curves[(m, name, 0)]
+            color = "k" if name == "du" else plt.cm.plasma(k / max(1, len(names)))
+            label = "Du et al. $\\lambda_0/n^2$" if name == "du" else f"$\\eta$={name}"
+            ax.plot(np.arange(len(loss)), loss / loss[0], color=color, label=label, ls="--" if name == "du" else "-")
+        ax.set(yscale="log", xlabel="iteration k", title=f"GD, width m={m}", ylim=(1e-30, 1e3))
+    axes[0, 0].set_ylabel("$L(W(k))/L(W(0))$")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_thm3(curves, rows, s, path: Path) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    keys = [k for k in curves if k[3] == 0]
+    styles = ["-", "--", ":", "-."]
+    for k, (method, alpha, b0, _) in enumerate(keys):
+        run = curves[(method, alpha, b0, 0)]
+        color = COLORS[method] if method == "adagradnorm" else plt.cm.autumn(
+            s["thm3_alphas"].index(alpha) / max(1, len(s["thm3_alphas"])))
+        ls = styles[s["thm3_b0s"].index(b0) % len(styles)]
+        label = f"{LABELS[method]}{'' if alpha is None else f' a={alpha:g}'} b0={b0:g}"
+        axes[0].plot(run["loss"] / run["loss"][0], color=color, ls=ls, label=label)
+        axes[1].plot(run["b"], color=color, ls=ls)
+    critical = rows[0]["critical"]
+    axes[1].axhline(critical, color="k", lw=1, ls="--", label="$\\eta(\\lambda_0+\\|H^\\infty\\|)/2$")
+    axes[0].set(yscale="log", xlabel="iteration k", ylabel="$L/L_0$", title="GD with AdaLoss: loss", ylim=(1e-30, 1e4))
+    axes[1].set(yscale="log", xlabel="iteration k", ylabel="$b_k$", title="$b_k$")
+    axes[1].set_xscale("symlog", linthresh=10)
+    axes[1].set_xlim(left=0)
+    axes[0].legend(fontsize=6)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_fig6(curves, rows, s, path: Path) -> None:
+    plt = _pyplot()
+    grid = s["fig6_b0_grid"]
+    methods = fig6_methods(s)
+    colors = {m: (COLORS["adagradnorm"] if m[0] == "adagradnorm" else plt.cm.autumn(
+        s["fig6_alphas"].index(m[1]) / max(1, len(s["fig6_alphas"])))) for m in methods}
+    fig, axes = plt.subplots(1, len(grid) + 1, figsize=(2.6 * (len(grid) + 1), 3.0), squeeze=False)
+    for j, b0 in enumerate(grid):
+        ax = axes[0, j]
+        for method, alpha in methods:
+            for seed in range(s["seeds"]):
+                loss = curves[(method, alpha, b0, seed)]
+                ax.plot(loss / loss[0], color=colors[(method, alpha)], alpha=0.8, lw=1,
+                        label=fig6_label(method, alpha) if seed == 0 else None)
+        ax.set(yscale="log", xlabel="epoch", title=f"$b_0$={b0:g}", ylim=(1e-32, 1e3))
+    axes[0, 0].set_ylabel("$L/L_0$ (SGD)")
+    axes[0, 0].legend(fontsize=6)
+    ax = axes[0, -1]
+    for method, alpha in methods:
+        sel = [r for r in rows if r["method"] == method and r["alpha"] == alpha]
+        ax.plot([r["b0"] for r in sel], [max(r["final_loss_rel_gmean"], 1e-30) for r in sel], "o-",
+                color=colors[(method, alpha)], ms=4)
+    ax.set(xscale="log", yscale="log", xlabel="$b_0$", title=f"after {s['fig6_epochs']} epochs")
+    fig.suptitle(f"Two-layer net, SGD with batch {s['fig6_batch']}, eta={s['fig6_eta']:g}, m={s['fig6_width']}",
+                 fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+# -- main -----------------------------------------------------------------------------------------------------------
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    from rl_adaloss.experiments import parse_settings
+
+    s, out, quick = parse_settings(NAME, DESCRIPTION, OPTIONS, argv)
+    if s["fig6_batch"] > s["n"]:
+        raise UsageError(f"fig6_batch ({s['fig6_batch']}) exceeds n ({s['n']})")
+    start = time.perf_counter()
+    log = (lambda *_a, **_k: None) if quick else (lambda msg: print(msg, file=sys.stderr))
+    with torch_threads(1):
+        Xn, yn = make_data(s["n"], s["d"], s["data_seed"])
+        eig = np.linalg.eigvalsh(h_infinity(Xn))
+        X, y = torch.from_numpy(Xn), torch.from_numpy(yn)
+        fig5_rows = figure5(s, log)
+        thm2_rows, thm2_curves = theorem2(s, X, y, eig, log)
+        thm3_rows, thm3_curves = theorem3(s, X, y, eig, log)
+        fig6_rows, fig6_curves = figure6(s, X, y, log)
+
+    out.mkdir(parents=True, exist_ok=True)
+    plot_fig5(fig5_rows, out / "two_layer_fig5.png")
+    plot_thm2(thm2_curves, thm2_rows, s, out / "two_layer_thm2.png")
+    plot_thm3(thm3_curves, thm3_rows, s, out / "two_layer_thm3.png")
+    plot_fig6(fig6_curves, fig6_rows, s, out / "two_layer_fig6.png")
+
+    # One CSV for all parts: the union of the columns, blank where a part has none.
+    all_rows = fig5_rows + thm2_rows + thm3_rows + fig6_rows
+    columns = list(dict.fromkeys(k for r in all_rows for k in r))
+    atomic_write_text(out / "two_layer.csv", csv_text([{c: r.get(c) for c in columns} for r in all_rows]))
+
+    H_norm, lam0 = float(eig[-1]), float(eig[0])
+    header = (f"Data: n={s['n']} unit inputs in R^{s['d']}, labels +-1. H_inf: lambda_0 = {lam0:.4g}, "
+              f"||H_inf|| = {H_norm:.4g}; Du et al.'s step lambda_0/n^2 = {lam0 / s['n'] ** 2:.3g} vs "
+              f"1/||H_inf|| = {1 / H_norm:.3g}.")
+    thm2_cols = ["m", "step", "eta", "final_loss_rel", "iters_to_near_zero", "rate_fitted", "rate_predicted",
+                 "pattern_flips", "W_move_rel", "diverged"]
+    thm3_cols = ["method", "alpha", "b0", "case", "seed", "max_loss_rel", "final_loss_rel", "iters_to_near_zero",
+                 "b_final", "b_change_last_20pct", "critical_end", "W_move_rel"]
+    fig6_cols = ["method", "alpha", "b0", "final_loss_rel_gmean", "final_loss_rel_max", "b_final_mean",
+                 "adaloss_over_adagradnorm", "holds", "diverged"]
+    fig5_cols = ["family", "n", "d", "H_norm", "lambda_0", "step_ours", "step_du"]
+    md = [f"# Two-layer ReLU network (Du et al. 2019 setting){' (quick run)' if quick else ''}\n\n",
+          "Generated by `python -m rl_adaloss.experiments.two_layer"
+          f"{' --quick' if quick else ''}`. Settings:\n\n", settings_markdown(s, OPTIONS), f"\n{header}\n",
+          "Losses are relative to the initial loss. `near-zero` = loss <= near_zero x initial loss.\n",
+          "\n## Figure 5: ||H_inf|| vs n\n\n", markdown_table(fig5_rows, fig5_cols),
+          "\n## Theorem 2: GD with eta = factor/||H_inf|| (and Du et al.'s lambda_0/n^2)\n\n",
+          "`rate_predicted` = max_i (1 - eta lambda_i(H_inf))^2 per step; `pattern_flips`: fraction of ReLU "
+          "activation patterns that changed; `W_move_rel` = ||W(T) - W(0)||_F / ||W(0)||_F.\n\n",
+          markdown_table(thm2_rows, thm2_cols),
+          f"\n## Theorem 3: GD with AdaLoss (critical value eta(lambda_0+||H_inf||)/2 = "
+          f"{thm3_rows[0]['critical']:.4g})\n\n",
+          "`critical_end` = eta lambda_max(H(W(T)))/2 with the empirical Gram matrix at the end of training; "
+          "`b_change_last_20pct` = (b_T - b_{0.8T})/b_T.\n\n", markdown_table(thm3_rows, thm3_cols),
+          "\n## Figure 6: SGD (minibatches), AdaLoss vs AdaGrad-Norm\n\n",
+          "`holds`: AdaLoss's final loss (geometric mean over seeds) is at most 10x AdaGrad-Norm's at that b0, or "
+          "both are near zero.\n\n", markdown_table(fig6_rows, fig6_cols)]
+    atomic_write_text(out / "two_layer.md", "".join(md))
+
+    print(header)
+    print("\nFigure 5: ||H_inf|| and lambda_0 vs n (mean over data draws)")
+    print(text_table(fig5_rows, ["family", "n", "H_norm", "lambda_0"]))
+    print("Theorem 2: GD, loss after the run relative to the start, fitted vs predicted per-step rate")
+    print(text_table(thm2_rows, ["m", "step", "eta", "final_loss_rel", "iters_to_near_zero", "rate_fitted",
+                                 "rate_predicted"]))
+    print("Theorem 3: GD with AdaLoss (and AdaGrad-Norm) from small (case b) and large (case a) b0, seed 0")
+    print(text_table([r for r in thm3_rows if r["seed"] == 0],
+                     ["method", "alpha", "b0", "case", "max_loss_rel", "final_loss_rel", "iters_to_near_zero",
+                      "b_final", "b_change_last_20pct"]))
+    print("Figure 6: SGD, final loss relative to the start (geometric mean over seeds)")
+    print(text_table(fig6_rows, ["method", "alpha", "b0", "final_loss_rel_gmean", "adaloss_over_adagradnorm",
+                                 "holds"]))
+    print(f"Wrote {out}/two_layer_fig5.png, two_layer_thm2.png, two_layer_thm3.png, two_layer_fig6.png, "
+          f"two_layer.csv, two_layer.md in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli_main(run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import csv
 import json
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import poll
 
 from rl_adaloss import report as rep
 
@@ -275,48 +273,14 @@ def test_cli_folder_without_sweep_json_exits_2(tmp_path: Path, capsys):
 
 # -- a real TensorBoard server on the fake sweep -------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get_json(url: str):
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def test_tensorboard_serves_the_aggregate_tags_and_the_layout(fake_sweep: Path, tmp_path: Path):
-    port = _free_port()
-    log = (tmp_path / "tensorboard.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(fake_sweep), "--port",
-                               str(port), "--host", "127.0.0.1", "--reload_interval", "1"],
-                              stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+def test_tensorboard_serves_the_aggregate_tags_and_the_layout(fake_sweep: Path, tensorboard):
     expected = {"aggregate/b0=1/adam", "aggregate/b0=1e4/adamloss", "step_size/b0=1/adamloss_actor"}
-    try:
-        deadline, tags, layout = time.monotonic() + 45, {}, {}
-        while time.monotonic() < deadline:
-            assert server.poll() is None, (tmp_path / "tensorboard.log").read_text()[-2000:]
-            try:
-                tags = _get_json(f"{base}/data/plugin/scalars/tags")
-                layout = _get_json(f"{base}/data/plugin/custom_scalars/layout")
-            except OSError:
-                time.sleep(0.5)
-                continue
-            if expected <= set(tags.get("aggregate", {})) and layout.get("category"):
-                break
-            time.sleep(0.5)
-        assert expected <= set(tags.get("aggregate", {})), tags
-        titles = [category["title"] for category in layout["category"]]
-        assert "eval return by b0 (seed aggregate)" in titles and "effective step size by b0" in titles
-        charts = layout["category"][titles.index("eval return by b0 (seed aggregate)")]["chart"]
-        assert charts[1]["multiline"]["tag"] == [r"^aggregate/b0=1e4/adam$", r"^aggregate/b0=1e4/adamloss$"]
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
-        log.close()
+    with tensorboard(fake_sweep) as get:
+        tags = poll(lambda: get("/data/plugin/scalars/tags"), lambda t: expected <= set(t.get("aggregate", {})))
+        layout = poll(lambda: get("/data/plugin/custom_scalars/layout"), lambda l: bool(l.get("category")))
+    assert expected <= set(tags.get("aggregate", {})), tags
+    titles = [category["title"] for category in layout["category"]]
+    assert "eval return by b0 (seed aggregate)" in titles and "effective step size by b0" in titles
+    charts = layout["category"][titles.index("eval return by b0 (seed aggregate)")]["chart"]
+    assert charts[1]["multiline"]["tag"] == [r"^aggregate/b0=1e4/adam$", r"^aggregate/b0=1e4/adamloss$"]
+

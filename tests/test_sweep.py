@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import poll
 
 from rl_adaloss.config import load_config
 from rl_adaloss.sweep import expand, format_b0, load_sweep, main, run_sweep
@@ -105,7 +106,7 @@ def test_bad_sweep_configs_exit_2_with_one_line(tmp_path, capsys, change, messag
     assert not (tmp_path / "out").exists()
 
 
-def test_resume_reruns_only_the_missing_run_and_records_divergence(tmp_path):
+def test_resume_reruns_only_the_missing_run_and_records_divergence(tmp_path, tensorboard):
     # b0 = 1e-16 gives Adam lr = 1e8: it diverges at its first update, and the sweep must go on.
     path = write_sweep(tmp_path, b0=[1.0e-16, 1.0e6])
     sweep, out = load_sweep(path), tmp_path / "out"
@@ -119,6 +120,8 @@ def test_resume_reruns_only_the_missing_run_and_records_divergence(tmp_path):
     assert sum(counts.values()) == 4 and set(counts) <= {"finished", "diverged"}
     index = json.loads((root / "sweep.json").read_text())
     assert {p["status"] for p in index["points"]} == {"finished", "diverged"} and len(index["points"]) == 4
+
+    check_report(root, tensorboard)
 
     victim = root / "Pendulum-v1/adamloss/b0=1e6/seed=0/result.json"
     victim.unlink()
@@ -177,3 +180,40 @@ def test_ray_backend_gives_the_same_tree_as_local(tmp_path):
             assert (local / run / name).read_text() == (remote / run / name).read_text(), f"{run}/{name}"
     strip = lambda results: {k: {f: v for f, v in r.items() if f != "wall_time_s"} for k, r in results.items()}  # noqa: E731
     assert strip(tree(local)) == strip(tree(remote))
+
+
+def check_report(root: Path, tensorboard) -> None:
+    """The report of a real (tiny) sweep: summary.csv agrees with the runs' result.json, and a real TensorBoard server
+    serves every run's scalars, the aggregate tags and the custom-scalars layout."""
+    import csv
+
+    from rl_adaloss.report import main as report
+
+    assert report([str(root)]) == 0
+    for name in ("reward_curves.png", "robustness.png", "step_sizes.png", "summary.csv", "summary.md"):
+        assert (root / name).stat().st_size > 0, name
+    results = tree(root)
+    rows = list(csv.DictReader((root / "summary.csv").open()))
+    assert len(rows) == 4  # 2 optimizers x 2 b0
+    for row in rows:
+        runs = [r for path, r in results.items()
+                if path.split("/")[1] == row["optimizer"] and path.split("/")[2] == f"b0={format_b0(float(row['b0']))}"]
+        assert int(row["n_seeds"]) == len(runs) == 1
+        assert int(row["n_diverged"]) == sum(r["status"] == "diverged" for r in runs)
+        finished = [r["final_eval_return"] for r in runs if r["status"] == "finished"]
+        if finished:
+            assert float(row["final_mean"]) == pytest.approx(finished[0], abs=0.01)  # the CSV keeps 2 decimals
+
+    wanted = {"aggregate/b0=1e6/adam", "aggregate/b0=1e6/adamloss"}
+    with tensorboard(root) as get:
+        tags = poll(lambda: get("/data/plugin/scalars/tags"),
+                    lambda t: wanted <= set(t.get("aggregate", {})) and len(t) >= 5)
+        layout = poll(lambda: get("/data/plugin/custom_scalars/layout"), lambda l: bool(l.get("category")))
+    run_tags = {run: set(t) for run, t in tags.items() if run.startswith("Pendulum-v1/")}
+    assert len(run_tags) == 4, tags.keys()
+    for run, names in run_tags.items():
+        assert "eval/mean_reward" in names, run
+    assert {"train/actor_effective_lr", "train/critic_b"} <= run_tags["Pendulum-v1/adamloss/b0=1e6/seed=0"]
+    assert wanted <= set(tags["aggregate"])
+    charts = [chart for category in layout["category"] for chart in category["chart"]]
+    assert any(r"^aggregate/b0=1e6/adamloss$" in chart["multiline"]["tag"] for chart in charts)

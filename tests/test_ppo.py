@@ -300,7 +300,8 @@ def test_save_and_load_carry_both_optimizers_state(tmp_path):
 # -- divergence ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("optimizer_class, lr, use_sde", [
-    (SGDConstant, 1e30, False), (SGDConstant, 1e6, False), (torch.optim.Adam, 1e6, False), (torch.optim.Adam, 1e6, True),
+    (SGDConstant, 1e30, False), (SGDConstant, 1e6, False),
+    (torch.optim.Adam, 1e6, False), (torch.optim.Adam, 1e6, True),
 ], ids=["sgd-1e30", "sgd-1e6", "adam-1e6", "adam-1e6-sde"])
 def test_an_absurd_step_size_raises_training_diverged(optimizer_class, lr, use_sde):
     # A step this large leaves the log-std at -1e6 or NaN: a zero or NaN scale, which torch.distributions refuses.

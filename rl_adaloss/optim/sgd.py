@@ -29,7 +29,24 @@ def _descend(params: list[Tensor], grads: list[Tensor], step_size: float | Tenso
         torch._foreach_add_(params, grads, alpha=-step_size)
 
 
-class AdaLoss(ScheduledOptimizer):
+class _SquaredAccumulator(ScheduledOptimizer):
+    """The Algorithm-1 form: the accumulator is b squared (group key ``b_squared``, from ``b0**2``); step ``lr / b``."""
+
+    def __init__(self, params, defaults: dict) -> None:
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            group.setdefault("b_squared", float(group["b0"]) ** 2)
+
+    def _step_size(self, group):
+        return group["lr"] / math.sqrt(float(group["b_squared"]))
+
+    @property
+    def b(self) -> list[float]:
+        """Per group, the current :math:`b` (not squared)."""
+        return [math.sqrt(float(group["b_squared"])) for group in self.param_groups]
+
+
+class AdaLoss(_SquaredAccumulator):
     r"""AdaLoss, Algorithm 1 of Wu, Xie, Du & Ward (AAAI 2022).
 
     Per parameter group, with the current loss :math:`f(w_j)`:
@@ -60,8 +77,6 @@ class AdaLoss(ScheduledOptimizer):
         check_non_negative(name, "weight_decay", weight_decay)
         defaults = dict(lr=lr, b0=b0, alpha=alpha, c=c, weight_decay=weight_decay)
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            group.setdefault("b_squared", float(group["b0"]) ** 2)
 
     def _update_group(self, group, params, grads, loss) -> None:
         grads = _with_weight_decay(params, grads, group["weight_decay"])
@@ -77,16 +92,8 @@ class AdaLoss(ScheduledOptimizer):
             group["b_squared"] = float(group["b_squared"]) + group["alpha"] * abs(loss - group["c"])
             _descend(params, grads, group["lr"] / math.sqrt(group["b_squared"]))
 
-    def _step_size(self, group):
-        return group["lr"] / math.sqrt(float(group["b_squared"]))
 
-    @property
-    def b(self) -> list[float]:
-        """Per group, the current :math:`b` (not squared)."""
-        return [math.sqrt(float(group["b_squared"])) for group in self.param_groups]
-
-
-class AdaGradNorm(ScheduledOptimizer):
+class AdaGradNorm(_SquaredAccumulator):
     r"""AdaGrad-Norm (Ward, Wu & Bottou, 2020), equations (1)-(2) of Wu et al. (2022).
 
     Per parameter group:
@@ -103,8 +110,6 @@ class AdaGradNorm(ScheduledOptimizer):
         check_positive(name, "b0", b0)
         check_non_negative(name, "weight_decay", weight_decay)
         super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay))
-        for group in self.param_groups:
-            group.setdefault("b_squared", float(group["b0"]) ** 2)
 
     def _update_group(self, group, params, grads, loss) -> None:
         grads = _with_weight_decay(params, grads, group["weight_decay"])
@@ -116,14 +121,6 @@ class AdaGradNorm(ScheduledOptimizer):
             b_squared = self._group_scalar(group, "b_squared", params[0].device)
             b_squared.add_(squared_norm)
             _descend(params, grads, group["lr"] / b_squared.sqrt())
-
-    def _step_size(self, group):
-        return group["lr"] / math.sqrt(float(group["b_squared"]))
-
-    @property
-    def b(self) -> list[float]:
-        """Per group, the current :math:`b` (not squared)."""
-        return [math.sqrt(float(group["b_squared"])) for group in self.param_groups]
 
 
 class SGDConstant(ScheduledOptimizer):

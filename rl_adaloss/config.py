@@ -126,6 +126,8 @@ def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
 
 def resolve(config: dict[str, Any]) -> dict[str, Any]:
     """Merge ``config`` over the defaults and check every key, type and range."""
+    # Always resolve the optimizer section, so that resolving a resolved config changes nothing.
+    config = {**config, "optimizer": config.get("optimizer", {})}
     resolved = _merge(copy.deepcopy(DEFAULTS), config, prefix="", schema=DEFAULTS)
     _check_values(resolved)
     return resolved
@@ -183,6 +185,8 @@ def _optimizer_value(where: str, key: str, value: Any, accepted: dict[str, Any],
         allowed = [k for k in accepted if not (k == "lr" and where.count(".") > 1)]
         raise ConfigError(f"unknown key {where!r} for optimizer {name} (expected one of: {', '.join(allowed)})")
     default = accepted[key]
+    if isinstance(default, int) and not isinstance(default, bool):
+        default = float(default)  # torch's weight_decay=0: a number, not an integer
     if isinstance(default, (int, float, bool, str, tuple)) and default is not None:
         return _typed(where, value, list(default) if isinstance(default, tuple) else default)
     return value

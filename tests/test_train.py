@@ -335,3 +335,12 @@ def test_config_errors_are_config_errors():
     # The CLI's exit code 2 relies on every bad value being a ConfigError (a ValueError), not a crash later.
     with pytest.raises(ConfigError, match="ppo.batch_size"):
         load_config(None, ["ppo.batch_size=0"])
+
+
+@pytest.mark.parametrize("name", ["adam", "adamloss", "adamsqrt", "adaloss", "adagradnorm", "sgd", "sgd_decaysqrt"])
+def test_resolving_a_resolved_config_changes_nothing(name):
+    # --resume reads a run's own config.yaml back: it must resolve to the same config (torch Adam's int defaults).
+    from rl_adaloss.config import from_dict
+
+    config = load_config(None, [f"optimizer.name={name}"])
+    assert from_dict(yaml.safe_load(yaml.safe_dump(config))) == config

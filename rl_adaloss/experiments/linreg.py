@@ -305,14 +305,13 @@ def plot_stochastic(rows, s, path: Path) -> None:
                 top.plot([b0s[k] for k in bad], [ceiling] * len(bad), "x", color=COLORS[method], ms=8, mew=2)
             bottom.plot(b0s, [r["eff_lr_mean"] for r in sel], "o-", color=COLORS[method], ms=4)
         top.set(xscale="log", yscale="log", title=f"loss, iterations [{window.replace('-', ', ')}]")
-        bottom.set(xscale="log", yscale="log", xlabel="$b_0$", title="effective step size $\\eta/b_t$")
+        bottom.set(xscale="log", yscale="log", xlabel="b₀", title="effective step size η/b_t")
         if j == 0:
-            top.set_ylabel("average loss $F(w_t)$")
+            top.set_ylabel("average loss F(w_t)")
             bottom.set_ylabel("average step size")
     axes[0, 0].legend(fontsize=7, title="x = diverged", title_fontsize=7)
     fig.suptitle(f"Stochastic linear regression (n={s['n']}, d={s['d']}, batch {s['batch_size']}, "
                  f"eta={s['eta']:g}, {s['seeds']} seeds)", fontsize=10)
-    fig.tight_layout()
     save_figure(fig, path)
 
 
@@ -330,19 +329,18 @@ def plot_gd(curves, constants, s, path: Path) -> None:
             run = curves[(method, frac, dist)]
             t = np.arange(len(run["b"]))
             color = plt.cm.viridis(k / max(1, len(s["gd_b0_fracs"]) - 1))
-            axes[i, 0].plot(t, run["b"], color=color, label=f"$b_0$={frac:g}·crit")
+            axes[i, 0].plot(t, run["b"], color=color, label=f"b₀={frac:g}·crit")
             axes[i, 1].plot(t, run["loss"], color=color)
-        axes[i, 0].axhline(constants["critical"], color="k", ls="--", lw=1, label="$\\eta\\lambda_1/2$")
-        axes[i, 0].set(yscale="log", ylabel="$b_t$", title=f"GD with {LABELS[method]}: $b_t$ (x axis log past 1)")
+        axes[i, 0].axhline(constants["critical"], color="k", ls="--", lw=1, label="ηλ₁/2")
+        axes[i, 0].set(yscale="log", ylabel="b_t", title=f"GD with {LABELS[method]}: b_t (x axis log past 1)")
         axes[i, 0].set_xscale("symlog", linthresh=1)
         axes[i, 0].set_xlim(left=0)
-        axes[i, 1].set(yscale="log", xscale="linear", ylabel="$F(w_t)$", title=f"GD with {LABELS[method]}: loss")
+        axes[i, 1].set(yscale="log", xscale="linear", ylabel="F(w_t)", title=f"GD with {LABELS[method]}: loss")
         axes[i, 0].legend(fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("iteration t")
     fig.suptitle(f"Deterministic linear regression, ||w0-w*||={dist:g}, eta={constants['eta']:g}, "
                  f"lambda_1={constants['lambda_1']:.3g}", fontsize=10)
-    fig.tight_layout()
     save_figure(fig, path)
 
 

@@ -235,8 +235,9 @@ def first_index(mask: np.ndarray) -> int | None:
 
 def figure5(s, log) -> list[dict[str, Any]]:
     rows = []
-    for family, d, rho in (("nearly orthogonal", s["fig5_d"], 0.0), (f"correlated (rho={s['fig5_rho']:g})",
-                                                                         s["fig5_d"], s["fig5_rho"])):
+    d = s["fig5_d"]
+    for family, rho in ((f"nearly orthogonal (d={d})", 0.0), (f"correlated (rho={s['fig5_rho']:g}, d={d})",
+                                                               s["fig5_rho"])):
         for n in s["fig5_ns"]:
             norms, lam0s = [], []
             for k in range(s["fig5_seeds"]):
@@ -247,7 +248,7 @@ def figure5(s, log) -> list[dict[str, Any]]:
             rows.append(dict(part="fig5", family=family, n=n, d=d, H_norm=float(np.mean(norms)),
                              H_norm_max=float(np.max(norms)), lambda_0=float(np.mean(lam0s)),
                              step_ours=1 / float(np.mean(norms)), step_du=float(np.mean(lam0s)) / n ** 2))
-            log(f"  fig5 {family:<24} n={n:<5} ||H_inf||={rows[-1]['H_norm']:.3f} lambda_0={rows[-1]['lambda_0']:.3g}")
+            log(f"  fig5 {family:<32} n={n:<5} ||H_inf||={rows[-1]['H_norm']:.3f} lambda_0={rows[-1]['lambda_0']:.3g}")
     return rows
 
 
@@ -384,11 +385,9 @@ def plot_fig5(rows, path: Path) -> None:
         ns = [r["n"] for r in sel]
         axes[0].plot(ns, [r["H_norm"] for r in sel], "o-", label=family, ms=4)
         axes[1].plot(ns, [r["lambda_0"] for r in sel], "o-", label=family, ms=4)
-    axes[0].set(xscale="log", yscale="log", xlabel="n", ylabel="$\\|H^\\infty\\|$", title="$\\|H^\\infty\\|$ vs n")
-    axes[1].set(xscale="log", yscale="log", xlabel="n", ylabel="$\\lambda_0$", title="$\\lambda_0=\\lambda_{min}"
-                "(H^\\infty)$ vs n")
+    axes[0].set(xscale="log", yscale="log", xlabel="n", ylabel="‖H∞‖", title="‖H∞‖ vs n")
+    axes[1].set(xscale="log", yscale="log", xlabel="n", ylabel="λ₀", title="λ₀ = λ_min(H∞) vs n")
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
     save_figure(fig, path)
 
 
@@ -402,12 +401,11 @@ def plot_thm2(curves, rows, s, path: Path) -> None:
         for k, name in enumerate(names):
             loss = curves[(m, name, 0)]
             color = "k" if name == "du" else plt.cm.plasma(k / max(1, len(names)))
-            label = "Du et al. $\\lambda_0/n^2$" if name == "du" else f"$\\eta$={name}"
+            label = "Du et al. λ₀/n²" if name == "du" else f"η={name}"
             ax.plot(np.arange(len(loss)), loss / loss[0], color=color, label=label, ls="--" if name == "du" else "-")
         ax.set(yscale="log", xlabel="iteration k", title=f"GD, width m={m}", ylim=(1e-30, 1e3))
-    axes[0, 0].set_ylabel("$L(W(k))/L(W(0))$")
+    axes[0, 0].set_ylabel("L(W(k)) / L(W(0))")
     axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
     save_figure(fig, path)
 
 
@@ -425,18 +423,18 @@ def plot_thm3(curves, rows, s, path: Path) -> None:
         axes[0].plot(run["loss"] / run["loss"][0], color=color, ls=ls, label=label)
         axes[1].plot(run["b"], color=color, ls=ls)
     critical = rows[0]["critical"]
-    axes[1].axhline(critical, color="k", lw=1, ls="--", label="$\\eta(\\lambda_0+\\|H^\\infty\\|)/2$")
-    axes[0].set(yscale="log", xlabel="iteration k", ylabel="$L/L_0$", title="GD with AdaLoss: loss", ylim=(1e-30, 1e4))
-    axes[1].set(yscale="log", xlabel="iteration k", ylabel="$b_k$", title="$b_k$")
+    axes[1].axhline(critical, color="k", lw=1, ls="--", label="η(λ₀+‖H∞‖)/2")
+    axes[0].set(yscale="log", xlabel="iteration k", ylabel="L / L(0)", title="GD with AdaLoss: loss", ylim=(1e-30, 1e4))
+    axes[1].set(yscale="log", xlabel="iteration k", ylabel="b_k", title="b_k")
     axes[1].set_xscale("symlog", linthresh=10)
     axes[1].set_xlim(left=0)
     axes[1].legend(fontsize=7, loc="lower right")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4,
-               fontsize=7)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=7)
     fig.suptitle(f"Two-layer net, GD with AdaLoss / AdaGrad-Norm, eta={s['thm3_eta']:g}, m={s['thm3_width']} "
                  "(solid: small b0, dashed: large b0)", fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path)
+    rows_of_legend = math.ceil((len(s["thm3_alphas"]) + 1) * len(s["thm3_b0s"]) / 4)
+    fig.set_size_inches(9, 3.4 + 0.22 * rows_of_legend)
+    save_figure(fig, path, rect=(0, 0.06 * rows_of_legend + 0.02, 1, 1))
 
 
 def plot_fig6(curves, rows, s, path: Path) -> None:
@@ -453,18 +451,17 @@ def plot_fig6(curves, rows, s, path: Path) -> None:
                 loss = curves[(method, alpha, b0, seed)]
                 ax.plot(loss / loss[0], color=colors[(method, alpha)], alpha=0.8, lw=1,
                         label=fig6_label(method, alpha) if seed == 0 else None)
-        ax.set(yscale="log", xlabel="epoch", title=f"$b_0$={b0:g}", ylim=(1e-32, 1e3))
-    axes[0, 0].set_ylabel("$L/L_0$ (SGD)")
+        ax.set(yscale="log", xlabel="epoch", title=f"b₀={b0:g}", ylim=(1e-32, 1e3))
+    axes[0, 0].set_ylabel("L / L(0) (SGD)")
     axes[0, 0].legend(fontsize=6)
     ax = axes[0, -1]
     for method, alpha in methods:
         sel = [r for r in rows if r["method"] == method and r["alpha"] == alpha]
         ax.plot([r["b0"] for r in sel], [max(r["final_loss_rel_gmean"], 1e-30) for r in sel], "o-",
                 color=colors[(method, alpha)], ms=4)
-    ax.set(xscale="log", yscale="log", xlabel="$b_0$", title=f"after {s['fig6_epochs']} epochs")
+    ax.set(xscale="log", yscale="log", xlabel="b₀", title=f"after {s['fig6_epochs']} epochs")
     fig.suptitle(f"Two-layer net, SGD with batch {s['fig6_batch']}, eta={s['fig6_eta']:g}, m={s['fig6_width']}",
                  fontsize=9)
-    fig.tight_layout()
     save_figure(fig, path)
 
 

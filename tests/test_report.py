@@ -164,7 +164,9 @@ def test_summary_csv_matches_the_hand_computed_numbers(fake_sweep: Path):
         assert float(row["final_mean"]) == pytest.approx(final, rel=1e-5)
         assert float(row["final_iqm"]) == pytest.approx(final, rel=1e-5)  # IQM of <= 3 values trims nothing
         assert float(row["final_ci_low"]) <= float(row["final_mean"]) <= float(row["final_ci_high"])
-    assert float(rows[("adam", "1")]["final_ci_low"]) == pytest.approx(-1200.0)  # the resampled all-(-1200)
+    # The lowest resample means are -1200 (all three at -1200, 1/27 of resamples) and -1166.67 (4/27 more): a 2.5%
+    # percentile lands on one of them, depending on the bootstrap's draws.
+    assert -1200.0 - 1e-6 <= float(rows[("adam", "1")]["final_ci_low"]) <= -1166.66
     assert float(rows[("adam", "10000")]["initial_step"]) == pytest.approx(0.01)
     # AUC of adamloss b0=1 seed 0 on the common axis {0, 400, 500, 1000}: piecewise linear, so exact trapezoids
     auc = [np.mean([(a + b) / 2, (b + c) / 2]) for a, b, c in ([-1300, -600, -200], [-1250, -500, -210],

@@ -1,4 +1,4 @@
-"""Shared test fixtures: a real TensorBoard server on 127.0.0.1."""
+"""Shared test fixtures: one torch thread per test, and a real TensorBoard server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
 
 
 def _free_port() -> int:
@@ -44,6 +45,16 @@ def _serve(logdir: Path, log_path: Path):
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Training tests run one torch thread, as sweep workers do: results don't depend on the core count, and the
+    2-core CI machine is not oversubscribed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

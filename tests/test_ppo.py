@@ -25,14 +25,6 @@ SMALL = dict(n_steps=128, batch_size=32, n_epochs=2, seed=0, device="cpu", verbo
 ADAMLOSS = dict(optimizer_class=AdamLoss, optimizer_kwargs=dict(b0=1e6, alpha=1.0, c=0.0, betas=(0.9, 0.99), eps=1e-5))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def adamloss_ppo(**overrides) -> AdaLossPPO:
     kwargs = {**SMALL, "learning_rate": 1.0, "policy_kwargs": ADAMLOSS, **overrides}
     return AdaLossPPO("MlpPolicy", ENV, **kwargs)

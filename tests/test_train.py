@@ -34,14 +34,6 @@ ROLLOUT = 512
 B0 = DEFAULTS["optimizer"]["b0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def read_evaluations(run_dir: Path) -> list[dict[str, float]]:
     with open(run_dir / "evaluations.csv", newline="") as handle:
         # The accumulator columns are empty for rules without one (sgd, adam).

@@ -15,6 +15,7 @@ from torch.optim.adam import adam as adam_update
 
 from rl_adaloss.optim.base import (
     ScheduledOptimizer,
+    add_loss,
     check_betas,
     check_finite,
     check_non_negative,
@@ -95,13 +96,11 @@ class AdamLoss(_ScheduledAdam):
 
     def _update_group(self, group, params, grads, loss) -> None:
         if isinstance(loss, Tensor):
-            b = self._group_scalar(group, "b", loss.device)
-            finite = torch.isfinite(loss)
-            b.add_(torch.where(finite, group["alpha"] * (loss - group["c"]).abs(), 0.0))
+            b = add_loss(self._group_scalar(group, "b", loss.device), loss, group["alpha"], group["c"])
             # found_inf makes the fused kernel leave parameters, moments and step counts untouched.
-            self._adam(group, params, grads, group["lr"] / b.sqrt(), found_inf=(~finite).float())
+            self._adam(group, params, grads, group["lr"] / b.sqrt(), found_inf=(~torch.isfinite(loss)).float())
         else:
-            group["b"] = float(group["b"]) + group["alpha"] * abs(loss - group["c"])
+            group["b"] = add_loss(group["b"], loss, group["alpha"], group["c"])
             self._adam(group, params, grads, group["lr"] / math.sqrt(group["b"]))
 
     def _step_size(self, group):

@@ -49,14 +49,41 @@ def check_betas(owner: str, betas: Any) -> None:
             raise ValueError(f"{owner}: betas[{i}] must be in [0, 1), got {beta!r}")
 
 
+def add_loss(accumulator: float | Tensor, loss: float | Tensor, alpha: float, c: float) -> float | Tensor:
+    r"""The loss-driven accumulator that AdaLoss and AdamLoss share: ``accumulator + alpha * |loss - c|``.
+
+    Algorithm 1 (AdaLoss) applies it to :math:`b^2`, Algorithm 2 (AdamLoss) to :math:`b` itself. A float
+    accumulator (the host path) gives a new float; a tensor accumulator (the device path) is updated in place and
+    returned, and a non-finite tensor loss adds nothing there (masked, so no host-device sync). The host path
+    skips non-finite losses before it gets here.
+    """
+    if isinstance(accumulator, Tensor):
+        finite = torch.isfinite(loss)
+        return accumulator.add_(torch.where(finite, alpha * (loss - c).abs(), 0.0))
+    return float(accumulator) + alpha * abs(loss - c)
+
+
 class ScheduledOptimizer(Optimizer):
     """Base class: resolves the loss, skips non-finite steps, and hands each group to :meth:`_update_group`.
 
-    Subclasses set ``needs_loss`` and implement ``_update_group`` and ``_step_size``.
+    Subclasses set ``needs_loss`` and ``b0_squared`` and implement ``_update_group`` and ``_step_size``.
     """
 
     #: True for the rules whose accumulator is driven by the loss value.
     needs_loss: bool = False
+    #: True for the Algorithm-1 rules, whose step is ``lr / b0`` at first (the accumulator starts at ``b0**2``);
+    #: False for the Adam-based rules of Algorithm 2, whose first step is ``lr / sqrt(b0)``.
+    b0_squared: bool = False
+
+    @classmethod
+    def initial_step(cls, lr: float, b0: float) -> float:
+        """The step size before the first step, for ``lr`` and ``b0``: ``lr/b0`` or ``lr/sqrt(b0)``."""
+        return lr / (b0 if cls.b0_squared else math.sqrt(b0))
+
+    @classmethod
+    def b0_from_unsquared(cls, b0: float) -> float:
+        """This rule's ``b0`` that takes the first step of an Algorithm-2 rule started from ``b0`` (same ``lr``)."""
+        return math.sqrt(b0) if cls.b0_squared else b0
 
     def __init__(self, params, defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from rl_adaloss.optim.base import ScheduledOptimizer, check_finite, check_non_negative, check_positive
+from rl_adaloss.optim.base import ScheduledOptimizer, add_loss, check_finite, check_non_negative, check_positive
 
 
 def _with_weight_decay(params: list[Tensor], grads: list[Tensor], weight_decay: float) -> list[Tensor]:
@@ -31,6 +31,8 @@ def _descend(params: list[Tensor], grads: list[Tensor], step_size: float | Tenso
 
 class _SquaredAccumulator(ScheduledOptimizer):
     """The Algorithm-1 form: the accumulator is b squared (group key ``b_squared``, from ``b0**2``); step ``lr / b``."""
+
+    b0_squared = True
 
     def __init__(self, params, defaults: dict) -> None:
         super().__init__(params, defaults)
@@ -81,15 +83,14 @@ class AdaLoss(_SquaredAccumulator):
     def _update_group(self, group, params, grads, loss) -> None:
         grads = _with_weight_decay(params, grads, group["weight_decay"])
         if isinstance(loss, Tensor):
-            b_squared = self._group_scalar(group, "b_squared", loss.device)
-            finite = torch.isfinite(loss)
+            b_squared = add_loss(self._group_scalar(group, "b_squared", loss.device), loss, group["alpha"], group["c"])
             # A non-finite loss adds nothing and moves nothing: masked, so no sync.
-            b_squared.add_(torch.where(finite, group["alpha"] * (loss - group["c"]).abs(), 0.0))
+            finite = torch.isfinite(loss)
             step_size = torch.where(finite, group["lr"] / b_squared.sqrt(), 0.0)
             grads = [torch.where(finite, g, 0.0) for g in grads]
             _descend(params, grads, step_size)
         else:
-            group["b_squared"] = float(group["b_squared"]) + group["alpha"] * abs(loss - group["c"])
+            group["b_squared"] = add_loss(group["b_squared"], loss, group["alpha"], group["c"])
             _descend(params, grads, group["lr"] / math.sqrt(group["b_squared"]))
 
 
@@ -129,6 +130,8 @@ class SGDConstant(ScheduledOptimizer):
     Plain SGD at ``lr / b0``, written as a class so that every schedule is configured the same way.
     """
 
+    b0_squared = True
+
     def __init__(self, params, lr: float = 1.0, b0: float = 1.0) -> None:
         name = type(self).__name__
         check_non_negative(name, "lr", lr)
@@ -147,6 +150,8 @@ class SGDDecaySqrt(ScheduledOptimizer):
 
     ``t`` is 1 at the first step. The step count is deterministic, so it is kept on the host even on a device.
     """
+
+    b0_squared = True
 
     def __init__(self, params, lr: float = 1.0, b0: float = 1.0) -> None:
         name = type(self).__name__

@@ -11,8 +11,12 @@ import sys
 from typing import Callable, Sequence
 
 
-class UsageError(ValueError):
-    """This input cannot run. The message is one line that names what is wrong and what was expected."""
+class UsageError(Exception):
+    """This input cannot run. The message is one line that names what is wrong and what was expected.
+
+    Not a ``ValueError`` on purpose: pydantic would wrap a ``ValueError`` raised in a validator into its own error,
+    losing the key this one names.
+    """
 
 
 def report_usage_error(error: UsageError) -> int:

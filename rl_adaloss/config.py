@@ -1,276 +1,328 @@
-"""Training configs: YAML files in ``configs/``, validated against one schema, overridable with ``key=value``.
+"""Training configs: one typed schema (pydantic, see :mod:`rl_adaloss.schema`), YAML files, ``key=value`` overrides.
 
-A config is a nested dict. ``DEFAULTS`` below is the schema: every key a config may set, with its default value,
-whose type is the type expected (a float key also takes an int). ``optimizer`` is the exception: which keys it takes
-depends on the optimizer named, and is read off that optimizer's constructor.
+A config names the environment, PPO's settings (any of SB3's ``PPO`` arguments), the policy's ``policy_kwargs``,
+VecNormalize's settings, the evaluation and checkpoint schedule, and the optimizer. The schema's defaults are
+Stable-Baselines3's; the settings tuned for an environment live in one base file per environment in
+``rl_adaloss/configs/`` (``pendulum.yaml``), and each optimizer is a small overlay on it (``pendulum_adam.yaml``:
+``base: pendulum.yaml`` plus an ``optimizer:`` section), so no setting is written twice.
+
+The ``optimizer`` section is the one whose keys depend on a value: which arguments it takes is read off the named
+optimizer's constructor, and they are checked by constructing that optimizer on a dummy parameter, so the
+optimizers' own checks are the only rules.
+
+:func:`load_config` returns the resolved config as a plain dict (what ``config.yaml`` holds and ``--resume`` reads
+back); every problem raises :class:`~rl_adaloss.errors.UsageError` with one line naming the key.
 """
 
 from __future__ import annotations
 
-import copy
 import inspect
+import re
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Literal, Optional, Union
 
 import yaml
+from pydantic import ConfigDict, Field, PositiveInt, field_validator, model_validator
 
+from rl_adaloss.errors import UsageError
 from rl_adaloss.optim import OPTIMIZERS
+from rl_adaloss.schema import Section, describe, parse_override, read_yaml, set_dotted, validate
+
+#: The configs shipped with the package (``configs/`` at the repository root points here).
+CONFIG_DIR = Path(str(resources.files("rl_adaloss") / "configs"))
+#: What ``python -m rl_adaloss.train`` runs without ``--config``.
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+#: ``lin_3e-4``: rl-baselines3-zoo's linear schedule, from the value at the start to 0 at the end.
+SCHEDULE = re.compile(r"^lin_([0-9.]+(?:[eE][-+]?[0-9]+)?)$")
+Schedule = Union[float, str]
+ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
 
 
-class ConfigError(ValueError):
-    """A config that cannot be run; the message names the key and what was expected."""
+def schedule(value: float | str) -> float | Callable[[float], float]:
+    """A number, or SB3's schedule (a function of the remaining progress, 1 → 0) for ``lin_<start>``."""
+    if isinstance(value, str):
+        start = float(SCHEDULE.match(value).group(1))  # type: ignore[union-attr]
+        return lambda progress_remaining: progress_remaining * start
+    return value
 
 
-DEFAULTS: dict[str, Any] = {
-    "env": "Pendulum-v1",
-    "seed": 0,
-    "total_timesteps": 100_000,
-    "n_envs": 4,
-    "device": "auto",
-    # VecNormalize on observations and rewards, as rl-baselines3-zoo tunes Pendulum-v1.
-    "normalize": True,
-    "eval": {"freq": 10_000, "episodes": 10},
-    "checkpoint_freq": 20_000,
-    "ppo": {
-        "n_steps": 512,
-        "batch_size": 64,
-        "n_epochs": 10,
-        "gamma": 0.9,
-        "gae_lambda": 0.95,
-        "clip_range": 0.2,
-        "ent_coef": 0.0,
-        "vf_coef": 0.5,
-        "max_grad_norm": 0.5,
-        "use_sde": True,
-        "sde_sample_freq": 4,
-        "net_arch": [64, 64],
-    },
-    "optimizer": {
-        "name": "adamloss",
-        # "separate": actor and critic each have an optimizer fed their own loss; "joint": SB3's single optimizer.
-        "layout": "separate",
-        "lr": 1.0,
-        "b0": 1.0e7,
-        "alpha": 1.0,
-        "c": 0.0,
-        "betas": [0.9, 0.99],
-        "eps": 1.0e-5,
-    },
-}
+def _check_schedule(value: Any) -> Any:
+    if isinstance(value, str) and not SCHEDULE.match(value):
+        raise ValueError(f"expected a number or a linear schedule such as lin_3e-4, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not value >= 0:
+        raise ValueError(f"expected a number >= 0, got {value!r}")
+    return value
 
-ENVS_NOTE = "a gymnasium id such as Pendulum-v1 or CartPoleSwingUp-v1"
-DEVICES = ("auto", "cpu", "cuda")
-LAYOUTS = ("separate", "joint")
-#: Keys of the ``optimizer`` section that are not constructor arguments of the optimizer.
-OPTIMIZER_META_KEYS = ("name", "layout", "actor", "critic")
 
+# -- the schema ------------------------------------------------------------------------------------------------------
+
+class EvalSection(Section):
+    freq: PositiveInt = Field(10_000, description="evaluate every this many env steps (and at 0 and at the end)")
+    episodes: PositiveInt = Field(10, description="deterministic episodes per evaluation")
+
+
+class NormalizeSection(Section):
+    """VecNormalize's settings; ``normalize: true`` / ``false`` is a shorthand for obs and reward both."""
+
+    obs: bool = Field(False, description="normalize observations by running mean and std")
+    reward: bool = Field(False, description="scale rewards by the running std of the discounted return")
+    clip_obs: float = Field(10.0, gt=0, description="clip normalized observations to +-clip_obs")
+    clip_reward: float = Field(10.0, gt=0, description="clip normalized rewards to +-clip_reward")
+    gamma: Optional[float] = Field(None, gt=0, le=1, description="discount of the return whose std scales rewards "
+                                                                  "(null: ppo.gamma)")
+    epsilon: float = Field(1e-8, gt=0, description="added to the variance to avoid dividing by zero")
+
+
+class PPOSection(Section):
+    """Stable-Baselines3's ``PPO`` arguments (``learning_rate`` is ``optimizer.lr``)."""
+
+    n_steps: PositiveInt = Field(2048, description="rollout steps per env per update (rollout = n_envs x n_steps)")
+    batch_size: PositiveInt = Field(64, description="minibatch size")
+    n_epochs: PositiveInt = Field(10, description="passes over the rollout per update")
+    gamma: float = Field(0.99, ge=0, le=1, description="discount factor")
+    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE(lambda)")
+    clip_range: Schedule = Field(0.2, description="PPO's clip range: a number or a schedule such as lin_0.2")
+    clip_range_vf: Optional[Schedule] = Field(None, description="value clipping range (null: no value clipping)")
+    normalize_advantage: bool = Field(True, description="normalize advantages per minibatch")
+    ent_coef: float = Field(0.0, description="entropy bonus coefficient")
+    vf_coef: float = Field(0.5, ge=0, description="value loss coefficient")
+    max_grad_norm: float = Field(0.5, gt=0, description="gradient clipping norm (per network in the separate layout)")
+    use_sde: bool = Field(False, description="generalized state-dependent exploration (continuous actions only)")
+    sde_sample_freq: int = Field(-1, ge=-1, description="resample the gSDE noise every n steps (-1: per rollout)")
+    target_kl: Optional[float] = Field(None, gt=0, description="stop an update's epochs early above 1.5 x this KL")
+    stats_window_size: PositiveInt = Field(100, description="episodes averaged in rollout/ep_rew_mean")
+
+    _check = field_validator("clip_range", "clip_range_vf")(_check_schedule)
+
+
+class PolicySection(Section):
+    """SB3's ``policy_kwargs`` for ``MlpPolicy`` (the optimizer settings are the ``optimizer`` section)."""
+
+    net_arch: Union[list[int], dict[Literal["pi", "vf"], list[int]]] = Field(
+        [64, 64], description="hidden layers, shared shape [64, 64] or per network {pi: [..], vf: [..]}")
+    activation_fn: Literal[ACTIVATIONS] = Field("tanh", description=f"activation: {', '.join(ACTIVATIONS)}")
+    ortho_init: bool = Field(True, description="orthogonal initialisation with SB3's gains")
+    log_std_init: float = Field(0.0, description="initial log standard deviation of the action distribution")
+    full_std: bool = Field(True, description="gSDE: one std per action and feature (false: per feature)")
+    use_expln: bool = Field(False, description="gSDE: expln instead of exp, to keep the std positive and bounded")
+    squash_output: bool = Field(False, description="gSDE: squash actions with tanh")
+    share_features_extractor: bool = Field(True, description="actor and critic share the features extractor")
+
+
+class OptimizerSection(Section):
+    """The step-size rule. Keys besides these are the named optimizer's constructor arguments."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Literal[tuple(OPTIMIZERS)] = Field("adam", description=f"the rule: {', '.join(OPTIMIZERS)}")
+    layout: Literal["separate", "joint"] = Field(
+        "separate", description="separate: actor and critic optimizers, each fed its own loss; joint: SB3's one "
+                                "optimizer fed the total loss")
+    lr: Schedule = Field(3e-4, description="the base step size eta (adam: the learning rate); or lin_<eta>")
+    actor: Optional[dict[str, Any]] = Field(None, description="per-network overrides of the actor's optimizer")
+    critic: Optional[dict[str, Any]] = Field(None, description="per-network overrides of the critic's optimizer")
+
+    _check = field_validator("lr")(_check_schedule)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _constructor_defaults(cls, data: Any) -> Any:
+        """Fill in the named optimizer's own defaults, so that config.yaml shows every argument it runs with."""
+        if isinstance(data, dict) and data.get("name", "adam") in OPTIMIZERS:
+            defaults = optimizer_arguments(data.get("name", "adam"))
+            given = {key: float(value) if isinstance(defaults.get(key), float) and type(value) is int else value
+                     for key, value in data.items()}  # b0: 1000 is the number 1000.0, as the optimizer reads it
+            data = {**defaults, **given}
+        return data
+
+    @model_validator(mode="after")
+    def _check_arguments(self) -> "OptimizerSection":
+        check_optimizer(self.name, self.layout, self.lr, self.model_extra or {}, self.actor, self.critic)
+        return self
+
+    def extra_descriptions(self) -> dict[str, str]:
+        return {key: f"argument of {OPTIMIZERS[self.name].__name__}" for key in self.model_extra or {}}
+
+
+class TrainConfig(Section):
+    """One PPO training run."""
+
+    env: str = Field("Pendulum-v1", description="gymnasium id, e.g. Pendulum-v1 or CartPoleSwingUp-v1")
+    seed: int = Field(0, description="random seed (training envs, networks; the eval env uses seed + 10000)")
+    total_timesteps: PositiveInt = Field(100_000, description="environment steps to train for")
+    n_envs: PositiveInt = Field(1, description="parallel training envs")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device of the networks")
+    normalize: NormalizeSection = Field(default_factory=NormalizeSection, description="VecNormalize (true/false: obs and reward)")
+    eval: EvalSection = Field(default_factory=EvalSection, description="deterministic evaluation on a separately seeded env")
+    checkpoint_freq: PositiveInt = Field(20_000, description="save a resumable checkpoint every this many steps")
+    ppo: PPOSection = Field(default_factory=PPOSection, description="PPO's settings")
+    policy_kwargs: PolicySection = Field(default_factory=PolicySection, description="the policy's networks")
+    optimizer: OptimizerSection = Field(default_factory=OptimizerSection, description="the step-size rule")
+
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"obs": value, "reward": value} if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _runnable(self) -> "TrainConfig":
+        check_runnable(self)
+        return self
+
+
+# -- checks that need more than a type ---------------------------------------------------------------------------
 
 def optimizer_arguments(name: str) -> dict[str, Any]:
-    """The keyword arguments (with defaults) that optimizer ``name`` takes, read off its constructor."""
-    signature = inspect.signature(OPTIMIZERS[name].__init__)
-    return {
-        key: param.default
-        for key, param in signature.parameters.items()
-        if key not in ("self", "params") and param.kind is param.POSITIONAL_OR_KEYWORD
-    }
+    """The keyword arguments (with defaults) that optimizer ``name`` takes, read off its constructor: numbers,
+    booleans and tuples (as lists) only, so that the section is plain YAML."""
+    arguments = {}
+    for key, param in inspect.signature(OPTIMIZERS[name].__init__).parameters.items():
+        default = param.default
+        if key in ("self", "params") or param.kind is not param.POSITIONAL_OR_KEYWORD:
+            continue
+        if isinstance(default, tuple):
+            arguments[key] = list(default)
+        elif isinstance(default, bool):
+            arguments[key] = default
+        elif isinstance(default, (int, float)):
+            arguments[key] = float(default)  # torch's weight_decay=0 is a number, not a count
+    return arguments
+
+
+#: How torch's own optimizers name an argument in their error messages.
+_TORCH_WORDS = {"learning rate": "lr", "epsilon": "eps", "beta": "betas"}
+
+
+def _argument_in(message: str, keys: list[str]) -> str | None:
+    for key in sorted(keys, key=len, reverse=True):
+        if re.search(rf"\b{re.escape(key)}\b", message):
+            return key
+    for words, key in _TORCH_WORDS.items():
+        if words in message.lower() and key in keys:
+            return key
+    return None
+
+
+def check_optimizer(name: str, layout: str, lr: float | str, arguments: dict[str, Any],
+                    actor: dict[str, Any] | None, critic: dict[str, Any] | None) -> None:
+    """Construct optimizer ``name`` on a dummy parameter with these arguments (and each network's overrides), and
+    turn its complaint into a :class:`UsageError` that names the key: its checks are the only rules."""
+    import torch
+
+    accepted = optimizer_arguments(name)
+    if layout == "joint" and (actor or critic):
+        raise UsageError("optimizer.actor/optimizer.critic: per-network overrides need optimizer.layout=separate")
+    sections = [("optimizer", arguments)]
+    sections += [(f"optimizer.{role}", {**arguments, **over}) for role, over in (("actor", actor), ("critic", critic))
+                 if over]
+    for where, kwargs in sections:
+        own = kwargs if where == "optimizer" else (actor if where.endswith("actor") else critic)
+        for key in own:
+            if key not in accepted or (key == "lr" and where != "optimizer"):
+                allowed = [k for k in accepted if not (k == "lr" and where != "optimizer")]
+                raise UsageError(f"unknown key {where + '.' + key!r} for optimizer {name} "
+                                 f"(expected one of: {', '.join(allowed)})")
+        start = float(schedule(lr)(1.0)) if isinstance(lr, str) else lr
+        try:
+            OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)], **{**kwargs, "lr": start})
+        except (ValueError, TypeError) as error:
+            message = str(error).splitlines()[0]
+            key = _argument_in(message, list(kwargs))
+            blame = where if key is None else (f"{where}.{key}" if key in own else f"optimizer.{key}")
+            raise UsageError(f"{blame}: {message}") from None
+
+
+def check_runnable(config: TrainConfig) -> None:
+    """Refuse, with the reason, what would pass the types and then fail at step 0."""
+    import gymnasium
+
+    import envs  # noqa: F401  (registers our environments, so that they can be looked up)
+
+    try:
+        gymnasium.spec(config.env)
+    except gymnasium.error.Error:
+        raise UsageError(f"env: unknown environment {config.env!r} (expected a gymnasium id such as Pendulum-v1 "
+                         f"or CartPoleSwingUp-v1)") from None
+    if config.policy_kwargs.squash_output and not config.ppo.use_sde:
+        raise UsageError("policy_kwargs.squash_output: SB3 squashes actions only with gSDE; set ppo.use_sde=true")
+    if config.ppo.use_sde:
+        probe = gymnasium.make(config.env)
+        try:
+            space = probe.action_space
+        finally:
+            probe.close()
+        if not isinstance(space, gymnasium.spaces.Box):
+            raise UsageError(f"ppo.use_sde: gSDE needs continuous (Box) actions, and {config.env} has {space}; "
+                             f"set ppo.use_sde=false")
+
+
+# -- loading -------------------------------------------------------------------------------------------------------
+
+def resolve(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate a raw config (defaults filled in) and return it as a plain dict; resolving it again changes
+    nothing."""
+    config = validate(TrainConfig, raw).model_dump(mode="python")
+    for role in ("actor", "critic"):  # no per-network section: the optimizer section is its arguments, and no more
+        if config["optimizer"][role] is None:
+            del config["optimizer"][role]
+    return config
+
+
+def expand_shorthands(raw: dict[str, Any]) -> dict[str, Any]:
+    """``normalize: true`` as the section it stands for, so that ``normalize.reward=false`` can override it."""
+    if isinstance(raw.get("normalize"), bool):
+        raw["normalize"] = TrainConfig._shorthand(raw["normalize"])
+    return raw
+
+
+def load_raw(path: str | Path | None) -> dict[str, Any]:
+    """The raw tree of ``path`` (a file, or the name of a shipped config), or of the default config."""
+    return expand_shorthands(read_yaml(find_config(path) if path is not None else DEFAULT_CONFIG))
+
+
+def find_config(path: str | Path) -> Path:
+    """``path`` itself if it is a file, else the shipped config of that name (``pendulum_adam`` or
+    ``pendulum_adam.yaml``), so configs are found outside a source checkout."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / (path.name if path.suffix else f"{path.name}.yaml")
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise UsageError(f"config file not found: {path}")
+
+
+def override(raw: dict[str, Any], items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Set each dotted ``(key, value)`` in ``raw``. A change of ``optimizer.name`` comes first and starts that
+    section afresh (keeping the layout): another rule takes other arguments, and its own defaults (Adam: lr 1e-3)."""
+    items = sorted(items, key=lambda item: item[0] != "optimizer.name")
+    for key, value in items:
+        section = raw.get("optimizer") if isinstance(raw.get("optimizer"), dict) else {}
+        if key == "optimizer.name" and value != section.get("name"):
+            raw["optimizer"] = {"layout": section["layout"]} if "layout" in section else {}
+        set_dotted(raw, key, value)
+    return raw
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Read ``path`` (or start from the defaults), apply ``key=value`` overrides, validate, and return the config."""
-    config: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-        config = loaded or {}
-    return from_dict(config, overrides)
+    """Read ``path`` (default: the default config), apply ``key=value`` overrides, validate, and return it."""
+    return resolve(override(load_raw(path), [parse_override(item) for item in overrides or []]))
 
 
 def from_dict(config: dict[str, Any], overrides: list[str] | None = None) -> dict[str, Any]:
     """Apply ``key=value`` overrides to a raw config dict, validate, and return the resolved config."""
-    config = copy.deepcopy(config)
-    for item in overrides or []:
-        key, value = parse_override(item)
-        set_key(config, key, value)
-    return resolve(config)
+    import copy
 
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """``"ppo.n_steps=256"`` → ``("ppo.n_steps", 256)``; the value is read as YAML, so ``[0.9, 0.99]`` works."""
-    key, sep, text = item.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {item!r} is not of the form key=value")
-    try:
-        value = yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
-        value = text
-    return key.strip(), value
-
-
-def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
-    node = config
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{dotted}: {part} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def resolve(config: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``config`` over the defaults and check every key, type and range."""
-    # Always resolve the optimizer section, so that resolving a resolved config changes nothing.
-    config = {**config, "optimizer": config.get("optimizer", {})}
-    resolved = _merge(copy.deepcopy(DEFAULTS), config, prefix="", schema=DEFAULTS)
-    _check_values(resolved)
-    return resolved
-
-
-def _merge(base: dict, update: dict, prefix: str, schema: dict) -> dict:
-    if prefix == "optimizer.":
-        return _merge_optimizer(base, update)
-    for key, value in update.items():
-        where = f"{prefix}{key}"
-        if key not in schema:
-            raise ConfigError(f"unknown key {where!r} (expected one of: {', '.join(schema)})")
-        expected = schema[key]
-        if isinstance(expected, dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: expected a section (mapping), got {value!r}")
-            base[key] = _merge(base[key], value, f"{where}.", expected)
-        else:
-            base[key] = _typed(where, value, expected)
-    return base
-
-
-def _merge_optimizer(base: dict, update: dict) -> dict:
-    name = update.get("name", base["name"])
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"optimizer.name: unknown optimizer {name!r} (expected one of: {', '.join(OPTIMIZERS)})")
-    accepted = optimizer_arguments(name)
-    # Another optimizer than the default starts from its own constructor's defaults (Adam: lr 1e-3).
-    merged: dict[str, Any] = {"name": name, "layout": base["layout"]}
-    for key, default in accepted.items():
-        # Constructor defaults typed as ints (torch's weight_decay=0) are numbers; tuples become YAML lists.
-        if isinstance(default, tuple):
-            merged[key] = list(default)
-        elif isinstance(default, (int, float)):
-            merged[key] = default if isinstance(default, bool) else float(default)
-    if name == base["name"]:
-        merged.update(base)
-    for key, value in update.items():
-        if key == "name":
-            continue
-        where = f"optimizer.{key}"
-        if key in ("actor", "critic"):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: expected a section of per-network overrides, got {value!r}")
-            merged[key] = {k: _optimizer_value(f"{where}.{k}", k, v, accepted, name) for k, v in value.items()}
-        elif key == "layout":
-            merged[key] = _typed(where, value, "separate")
-        else:
-            merged[key] = _optimizer_value(where, key, value, accepted, name)
-    return merged
-
-
-def _optimizer_value(where: str, key: str, value: Any, accepted: dict[str, Any], name: str) -> Any:
-    if key not in accepted or key == "lr" and where.count(".") > 1:
-        allowed = [k for k in accepted if not (k == "lr" and where.count(".") > 1)]
-        raise ConfigError(f"unknown key {where!r} for optimizer {name} (expected one of: {', '.join(allowed)})")
-    default = accepted[key]
-    if isinstance(default, int) and not isinstance(default, bool):
-        default = float(default)  # torch's weight_decay=0: a number, not an integer
-    if isinstance(default, (int, float, bool, str, tuple)) and default is not None:
-        return _typed(where, value, list(default) if isinstance(default, tuple) else default)
-    return value
-
-
-def _typed(where: str, value: Any, expected: Any) -> Any:
-    if isinstance(expected, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(expected, float):
-        value = _yaml11_float(value)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(expected, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(expected, str):
-        ok = isinstance(value, str)
-    elif isinstance(expected, list):
-        value = [_yaml11_float(v) for v in value] if isinstance(value, list) else value
-        ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-    else:
-        ok = True
-    if not ok:
-        raise ConfigError(f"{where}: expected {_type_name(expected)}, got {value!r}")
-    return value
-
-
-def _yaml11_float(value: Any) -> Any:
-    """PyYAML follows YAML 1.1, which reads ``1e6`` and ``1.0e6`` as strings; take them as the numbers meant."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _type_name(expected: Any) -> str:
-    if isinstance(expected, bool):
-        return "true or false"
-    if isinstance(expected, list):
-        return "a list of numbers"
-    return {float: "a number", int: "an integer", str: "a string"}[type(expected)]
-
-
-def _check_values(config: dict[str, Any]) -> None:
-    def positive(where: str, value: float) -> None:
-        if not value > 0:
-            raise ConfigError(f"{where}: expected a value > 0, got {value!r}")
-
-    for key in ("total_timesteps", "n_envs", "checkpoint_freq"):
-        positive(key, config[key])
-    positive("eval.freq", config["eval"]["freq"])
-    positive("eval.episodes", config["eval"]["episodes"])
-    import envs  # noqa: F401  (registers our environments, so that they can be looked up)
-    import gymnasium
-
-    try:
-        gymnasium.spec(config["env"])
-    except gymnasium.error.Error:
-        raise ConfigError(f"env: unknown environment {config['env']!r} (expected {ENVS_NOTE})") from None
-    if config["device"] not in DEVICES:
-        raise ConfigError(f"device: expected one of {', '.join(DEVICES)}, got {config['device']!r}")
-    for key in ("n_steps", "batch_size", "n_epochs"):
-        positive(f"ppo.{key}", config["ppo"][key])
-    optimizer = config["optimizer"]
-    if optimizer["layout"] not in LAYOUTS:
-        raise ConfigError(f"optimizer.layout: expected one of {', '.join(LAYOUTS)}, got {optimizer['layout']!r}")
-    if optimizer["layout"] == "joint" and (optimizer.get("actor") or optimizer.get("critic")):
-        raise ConfigError("optimizer.actor/optimizer.critic: per-network overrides need optimizer.layout=separate")
-    for section in (optimizer, optimizer.get("actor", {}), optimizer.get("critic", {})):
-        where = "optimizer" if section is optimizer else f"optimizer.{'actor' if section is optimizer.get('actor') else 'critic'}"
-        if "b0" in section:
-            positive(f"{where}.b0", section["b0"])
-        if "lr" in section and not section["lr"] > 0:
-            raise ConfigError(f"{where}.lr: expected a value > 0, got {section['lr']!r}")
-        if "alpha" in section and section["alpha"] < 0:
-            raise ConfigError(f"{where}.alpha: expected a value >= 0, got {section['alpha']!r}")
-        if "betas" in section:
-            betas = section["betas"]
-            if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-                raise ConfigError(f"{where}.betas: expected two numbers in [0, 1), got {betas!r}")
-        if "eps" in section and section["eps"] < 0:
-            raise ConfigError(f"{where}.eps: expected a value >= 0, got {section['eps']!r}")
+    raw = expand_shorthands(copy.deepcopy(config))
+    return resolve(override(raw, [parse_override(item) for item in overrides or []]))
 
 
 def dump_config(config: dict[str, Any]) -> str:
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def print_config(config: dict[str, Any]) -> str:
+    """The resolved config as YAML with every key's description, for ``--print-config``."""
+    return describe(TrainConfig.model_validate(config)) + "\n"

@@ -145,13 +145,25 @@ def _dotted(loc: tuple, prefix: str) -> str:
     return prefix + "".join(parts)
 
 
-def error_line(error: ValidationError, prefix: str = "") -> str:
+def _section_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys of the section at ``loc`` (the path to an unknown key, without the key)."""
+    for item in loc:
+        field = model.model_fields.get(str(item))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def error_line(error: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
     """The first error of ``error`` as ``key: expected ..., got ...``."""
     first = error.errors(include_url=False)[0]
     where = _dotted(first["loc"], prefix) or prefix.rstrip(".") or "config"
     kind, message = first["type"], first["msg"]
     if kind == "extra_forbidden":
-        return f"unknown key {where!r}"
+        keys = _section_keys(model, first["loc"][:-1]) if model is not None else []
+        return f"unknown key {where!r}" + (f" (expected one of: {', '.join(keys)})" if keys else "")
     if kind == "missing":
         return f"{where}: required key missing"
     message = _EXPECTED.sub("expected ", message)
@@ -166,11 +178,7 @@ def validate(model: type[M], data: Any, prefix: str = "") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise UsageError(error_line(error, prefix)) from None
-
-
-def unknown_key_hint(model: type[BaseModel], where: str) -> str:
-    return f"expected one of: {', '.join(model.model_fields)}" if where else ""
+        raise UsageError(error_line(error, prefix, model)) from None
 
 
 # -- showing a config ------------------------------------------------------------------------------------------------

@@ -35,8 +35,13 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
 
+import torch
+
 import envs  # noqa: F401  (registers CartPoleSwingUp-v1)
-from rl_adaloss.config import ConfigError, dump_config, load_config
+from rl_adaloss.config import (TrainConfig, dump_config, load_config, load_raw, override, print_config, resolve,
+                               schedule)
+from rl_adaloss.errors import UsageError, report_usage_error
+from rl_adaloss.schema import key_table, parse_override
 from rl_adaloss.io import read_json, write_atomic, write_json_atomic
 from rl_adaloss.optim import OPTIMIZERS
 from rl_adaloss.ppo import AdaLossPPO, TrainingDiverged
@@ -50,25 +55,40 @@ EVAL_SEED_OFFSET = 10_000
 # -- building a run ---------------------------------------------------------------------------------------------
 
 def make_envs(config: dict[str, Any], run_dir: Path, seed: int, resume: bool):
-    """The training envs (with Monitor CSVs) and the separately seeded evaluation env, normalized if configured."""
+    """The training envs (with Monitor CSVs) and the separately seeded evaluation env, normalized if configured.
+
+    The evaluation env shares the training env's observation statistics (synced before each evaluation, frozen
+    there) and reports raw rewards, so eval returns are comparable across normalization settings."""
     train_env = make_vec_env(config["env"], n_envs=config["n_envs"], seed=seed, monitor_dir=str(run_dir / "monitor"),
                              monitor_kwargs=dict(override_existing=not resume))
     eval_env = make_vec_env(config["env"], n_envs=1, seed=config["seed"] + EVAL_SEED_OFFSET)
-    if config["normalize"]:
-        train_env = VecNormalize(train_env, gamma=config["ppo"]["gamma"])
-        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+    normalize = config["normalize"]
+    if normalize["obs"] or normalize["reward"]:
+        gamma = normalize["gamma"] if normalize["gamma"] is not None else config["ppo"]["gamma"]
+        common = dict(clip_obs=normalize["clip_obs"], clip_reward=normalize["clip_reward"], epsilon=normalize["epsilon"],
+                      gamma=gamma)
+        train_env = VecNormalize(train_env, norm_obs=normalize["obs"], norm_reward=normalize["reward"], **common)
+        eval_env = VecNormalize(eval_env, training=False, norm_obs=normalize["obs"], norm_reward=False, **common)
     return train_env, eval_env
+
+
+ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU, "leaky_relu": torch.nn.LeakyReLU,
+               "gelu": torch.nn.GELU, "silu": torch.nn.SiLU}
 
 
 def build_model(config: dict[str, Any], env) -> AdaLossPPO:
     """AdaLossPPO with the configured optimizer: ``optimizer.lr`` is SB3's learning_rate (eta), the rest its kwargs."""
     spec = dict(config["optimizer"])
     name, layout = spec.pop("name"), spec.pop("layout")
-    actor, critic = spec.pop("actor", {}), spec.pop("critic", {})
-    lr = spec.pop("lr")
+    actor, critic = spec.pop("actor", None), spec.pop("critic", None)
+    lr = schedule(spec.pop("lr"))
     ppo = dict(config["ppo"])
-    policy_kwargs = dict(net_arch=ppo.pop("net_arch"), optimizer_class=OPTIMIZERS[name], optimizer_kwargs=spec,
+    ppo["clip_range"] = schedule(ppo["clip_range"])
+    if ppo["clip_range_vf"] is not None:
+        ppo["clip_range_vf"] = schedule(ppo["clip_range_vf"])
+    policy_kwargs = dict(config["policy_kwargs"], optimizer_class=OPTIMIZERS[name], optimizer_kwargs=spec,
                          separate_optimizers=layout == "separate")
+    policy_kwargs["activation_fn"] = ACTIVATIONS[policy_kwargs["activation_fn"]]
     if actor:
         policy_kwargs["actor_optimizer_kwargs"] = actor
     if critic:
@@ -307,6 +327,7 @@ def run(config: dict[str, Any], run_dir: str | Path, resume: bool = False, progr
 
 EXIT_CODES = {"finished": 0, "diverged": 1, "failed": 1, "interrupted": 130}
 
+#: Flags that are shorthands for config keys; their values are set into the config as argparse typed them.
 FLAG_KEYS = {
     "env": "env", "seed": "seed", "total_timesteps": "total_timesteps", "n_envs": "n_envs", "device": "device",
     "optimizer": "optimizer.name", "layout": "optimizer.layout", "lr": "optimizer.lr", "b0": "optimizer.b0",
@@ -314,29 +335,44 @@ FLAG_KEYS = {
 }
 
 
+def _number_or_schedule(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text  # lin_3e-4; the schema checks it
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    keys = "\n".join(f"  {key:34s} {text}" for key, text in key_table(TrainConfig))
     parser = argparse.ArgumentParser(
         prog="python -m rl_adaloss.train",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train PPO on a swing-up task with AdamLoss (or another step-size rule) in the actor and the "
-                    "critic. With no arguments: AdamLoss-PPO on Pendulum-v1, 2048-step rollouts, 1e5 steps.",
-        epilog="Any config key can be set as key=value, dotted for sections: ppo.n_epochs=5, eval.freq=5000, "
-               "optimizer.actor.alpha=0.01 (per-network override), optimizer.critic.b0=1e4. "
+                    "critic.\nWith no arguments: AdamLoss-PPO on Pendulum-v1, 2048-step rollouts, 1e5 steps "
+                    "(rl_adaloss/configs/default.yaml).",
+        epilog="Any config key can be set as key=value, dotted for sections: ppo.n_epochs=5, eval.freq=5000,\n"
+               "optimizer.actor.alpha=0.01 (per-network override), optimizer.critic.b0=1e4, normalize.reward=false,\n"
+               "optimizer.lr=lin_1e-3 (a linear schedule). The optimizer section also takes the named optimizer's own\n"
+               "arguments (b0, alpha, c, betas, eps, weight_decay, ...). Config keys (defaults are SB3's; a config\n"
+               f"file sets its own):\n{keys}\n\n"
                "Exit codes: 0 finished, 1 diverged or failed, 2 bad input, 130 interrupted.",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (see below)")
-    parser.add_argument("--config", type=Path, help="a YAML config, e.g. configs/pendulum_adamloss.yaml "
-                                                    "(default: built-in defaults, AdamLoss on Pendulum-v1)")
+    parser.add_argument("--config", type=Path, help="a YAML config file, or the name of a shipped one such as "
+                                                    "pendulum_adam (default: default, AdamLoss on Pendulum-v1)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config, every key with its description, and exit")
     parser.add_argument("--env", help="gymnasium id: Pendulum-v1 or CartPoleSwingUp-v1")
     parser.add_argument("--seed", type=int, help="random seed (training envs, networks; eval env uses seed+10000)")
     parser.add_argument("--total-timesteps", type=int, help="environment steps to train for")
     parser.add_argument("--n-envs", type=int, help="parallel training envs (rollout = n_envs x ppo.n_steps)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device for the networks")
+    parser.add_argument("--device", help="torch device for the networks: auto, cpu or cuda")
     parser.add_argument("--optimizer", help="step-size rule: adam, adamloss, adamsqrt, adaloss, adagradnorm, sgd, "
                                             "sgd_decaysqrt")
-    parser.add_argument("--layout", choices=["separate", "joint"],
-                        help="separate: actor and critic optimizers each fed their own loss; joint: SB3's one "
-                             "optimizer fed the total loss")
-    parser.add_argument("--lr", type=float, help="base step size eta (for adam: the learning rate itself)")
+    parser.add_argument("--layout", help="separate: actor and critic optimizers each fed their own loss; joint: "
+                                         "SB3's one optimizer fed the total loss")
+    parser.add_argument("--lr", type=_number_or_schedule,
+                        help="base step size eta (for adam: the learning rate itself), or lin_<eta>")
     parser.add_argument("--b0", type=float, help="initial accumulator b0 (AdamLoss/AdamSqrt: first step ~ lr/sqrt(b0); "
                                                  "AdaLoss/AdaGradNorm/SGD: lr/b0)")
     parser.add_argument("--alpha", type=float, help="weight of the loss in the AdaLoss/AdamLoss accumulator")
@@ -352,36 +388,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    overrides = list(args.overrides)
-    for flag, key in FLAG_KEYS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            overrides.append(f"{key}={list(value) if isinstance(value, list) else value}")
-    return load_config(args.config, overrides)
+    """The config file (or the default), then the flags, then the ``key=value`` overrides, validated."""
+    flags = [(key, getattr(args, flag)) for flag, key in FLAG_KEYS.items() if getattr(args, flag) is not None]
+    return resolve(override(load_raw(args.config), flags + [parse_override(item) for item in args.overrides]))
+
+
+def run_dir_for(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
+    """The config and the run directory of this invocation; raises UsageError before anything is written."""
+    if args.resume is not None:
+        run_dir = args.resume
+        if not (run_dir / "config.yaml").is_file():
+            raise UsageError(f"--resume: {run_dir} is not a run directory (no config.yaml)")
+        if args.config or args.overrides or any(getattr(args, f) is not None for f in FLAG_KEYS):
+            raise UsageError("--resume takes no config or overrides: the run continues with its own config.yaml")
+        return load_config(run_dir / "config.yaml"), run_dir
+    config = config_from_args(args)
+    name = args.name or (f"{config['env']}_{config['optimizer']['name']}_s{config['seed']}_"
+                         f"{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if "/" in name or name in ("", ".", ".."):
+        raise UsageError(f"--name: expected a plain folder name, got {name!r}")
+    run_dir = args.out_dir / name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"run directory {run_dir} already exists; pick another --name or use --resume")
+    return config, run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        if args.resume is not None:
-            run_dir = args.resume
-            if not (run_dir / "config.yaml").is_file():
-                raise ConfigError(f"--resume: {run_dir} is not a run directory (no config.yaml)")
-            if args.config or args.overrides or any(getattr(args, f) is not None for f in FLAG_KEYS):
-                raise ConfigError("--resume takes no config or overrides: the run continues with its own config.yaml")
-            config = load_config(run_dir / "config.yaml")
-        else:
-            config = config_from_args(args)
-            name = args.name or (f"{config['env']}_{config['optimizer']['name']}_s{config['seed']}_"
-                                 f"{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-            if "/" in name or name in ("", ".", ".."):
-                raise ConfigError(f"--name: expected a plain folder name, got {name!r}")
-            run_dir = args.out_dir / name
-            if run_dir.exists() and any(run_dir.iterdir()):
-                raise ConfigError(f"run directory {run_dir} already exists; pick another --name or use --resume")
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        config, run_dir = run_dir_for(args)
+    except UsageError as error:
+        return report_usage_error(error)
+    if args.print_config:
+        print(print_config(config), end="")
+        return 0
 
     print(f"run directory: {run_dir}", file=sys.stderr)
     result = run(config, run_dir, resume=args.resume is not None, progress=not args.quiet)

@@ -20,7 +20,8 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rl_adaloss.config import DEFAULTS, ConfigError, load_config
+from rl_adaloss.config import CONFIG_DIR, load_config
+from rl_adaloss.errors import UsageError
 from rl_adaloss.optim import AdamLoss
 from rl_adaloss.ppo import AdaLossPPO
 from rl_adaloss.train import build_model, main, make_envs, run
@@ -31,7 +32,7 @@ TINY = ["n_envs=2", "ppo.n_steps=256", "ppo.batch_size=64", "ppo.n_epochs=1", "e
         "device=cpu"]
 ROLLOUT = 512
 #: The default AdamLoss accumulator's start, b0.
-B0 = DEFAULTS["optimizer"]["b0"]
+B0 = load_config(None)["optimizer"]["b0"]
 
 
 def read_evaluations(run_dir: Path) -> list[dict[str, float]]:
@@ -272,7 +273,7 @@ def test_an_interrupt_mid_rollout_checkpoints_the_last_update(tmp_path, monkeypa
 
 # -- the shipped configs ------------------------------------------------------------------------------------------
 
-TRAINING_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml")
+TRAINING_CONFIGS = sorted(p for p in (CONFIG_DIR).glob("*.yaml")
                           if p.name.startswith(("pendulum_", "cartpole_swingup_")))
 PAIRS = [("pendulum_adam.yaml", "pendulum_adamloss.yaml"),
          ("cartpole_swingup_adam.yaml", "cartpole_swingup_adamloss.yaml")]
@@ -305,9 +306,9 @@ def test_shipped_config_loads_and_builds(path, tmp_path):
 
 @pytest.mark.parametrize("adam_name, adamloss_name", PAIRS, ids=["pendulum", "cartpole_swingup"])
 def test_adam_and_adamloss_configs_differ_only_in_the_optimizer(adam_name, adamloss_name):
-    raw_adam = yaml.safe_load((ROOT / "configs" / adam_name).read_text())
-    raw_adamloss = yaml.safe_load((ROOT / "configs" / adamloss_name).read_text())
-    adam, adamloss = load_config(ROOT / "configs" / adam_name), load_config(ROOT / "configs" / adamloss_name)
+    raw_adam = yaml.safe_load((CONFIG_DIR / adam_name).read_text())
+    raw_adamloss = yaml.safe_load((CONFIG_DIR / adamloss_name).read_text())
+    adam, adamloss = load_config(CONFIG_DIR / adam_name), load_config(CONFIG_DIR / adamloss_name)
     without = lambda config: {k: v for k, v in config.items() if k != "optimizer"}  # noqa: E731
     assert without(raw_adam) == without(raw_adamloss)
     assert without(adam) == without(adamloss)
@@ -324,8 +325,8 @@ def test_adam_and_adamloss_configs_differ_only_in_the_optimizer(adam_name, adaml
 
 
 def test_config_errors_are_config_errors():
-    # The CLI's exit code 2 relies on every bad value being a ConfigError (a ValueError), not a crash later.
-    with pytest.raises(ConfigError, match="ppo.batch_size"):
+    # The CLI's exit code 2 relies on every bad value being a UsageError, not a crash later.
+    with pytest.raises(UsageError, match="ppo.batch_size"):
         load_config(None, ["ppo.batch_size=0"])
 
 

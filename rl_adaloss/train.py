@@ -7,7 +7,8 @@ evaluation and checkpoints, and write the results. Everything a run writes goes 
     events.out.tfevents.*   TensorBoard scalars (SB3's ``train/*``, ``rollout/*``, and ``eval/mean_reward``)
     monitor/           per-env episode CSVs (SB3's Monitor)
     evaluations.csv    deterministic evaluation returns, and the step sizes at each evaluation
-    checkpoint.pkl     model, optimizers, normalization and evaluations; written periodically and on Ctrl-C/SIGTERM
+    checkpoint.pkl     model, optimizers, normalization, evaluations, RNG and environment states, at a rollout's
+                       start; written periodically and on Ctrl-C/SIGTERM, so --resume continues bit for bit
     model.zip, vecnormalize.pkl   the final model and its observation normalization
     result.json        status (finished, diverged, interrupted or failed), steps, final/best eval return, wall time
 """
@@ -43,6 +44,7 @@ from rl_adaloss.config import (TrainConfig, dump_config, load_config, load_raw, 
 from rl_adaloss.errors import UsageError, report_usage_error
 from rl_adaloss.schema import key_table, parse_override
 from rl_adaloss.io import read_json, write_atomic, write_json_atomic
+from rl_adaloss import snapshot
 from rl_adaloss.optim import OPTIMIZERS
 from rl_adaloss.ppo import AdaLossPPO, TrainingDiverged
 
@@ -120,19 +122,16 @@ class Evaluations:
 
 
 class EvalCheckpointProgress(BaseCallback):
-    """After every PPO update: evaluate every ``eval_freq`` steps, checkpoint every ``checkpoint_freq`` steps, and
-    advance the progress bar. Hooked on rollout start, which is the first moment after an update."""
+    """After every PPO update: evaluate every ``eval_freq`` steps, mark a resume point, checkpoint every
+    ``checkpoint_freq`` steps, and advance the progress bar. Hooked on rollout start, the first moment after an
+    update."""
 
     def __init__(self, run: "Run") -> None:
         super().__init__()
         self.run = run
 
     def _on_rollout_start(self) -> None:
-        self.run.rollout_started_at = self.run.timesteps
         self.run.after_update()
-
-    def _on_rollout_end(self) -> None:
-        self.run.rollout_started_at = None
 
     def _on_step(self) -> bool:
         return True
@@ -149,15 +148,14 @@ class Run:
         self.next_eval = 0
         self.next_checkpoint = config["checkpoint_freq"]
         self.bar = None
-        #: The step at which the rollout being collected began; None outside a rollout.
-        self.rollout_started_at: int | None = None
+        #: The checkpoint of the latest rollout start: what an interrupt saves, wherever it strikes.
+        self.resume_point: dict[str, Any] | None = None
 
     def start(self, resume: bool) -> None:
         checkpoint = self.run_dir / "checkpoint.pkl"
         if resume and checkpoint.exists():
             state = pickle.loads(checkpoint.read_bytes())
-            seed = self.config["seed"] + state["timesteps"]  # fresh episodes, not a replay of the first ones
-            self.train_env, self.eval_env = make_envs(self.config, self.run_dir, seed, resume=True)
+            self.train_env, self.eval_env = make_envs(self.config, self.run_dir, self.config["seed"], resume=True)
             if state["vecnormalize"] is not None:
                 normalizer = pickle.loads(state["vecnormalize"])
                 normalizer.set_venv(self.train_env.venv)
@@ -166,6 +164,10 @@ class Run:
             self.evaluations = Evaluations(self.run_dir / "evaluations.csv", state["evaluations"])
             self.next_eval = self._next_multiple(self.model.num_timesteps, self.config["eval"]["freq"])
             self.next_checkpoint = self._next_multiple(self.model.num_timesteps, self.config["checkpoint_freq"])
+            # Environments, RNGs and the last observation as they were: the run goes on as if never stopped. (A
+            # checkpoint of an env whose state could not be captured resumes on fresh episodes instead.)
+            if not snapshot.restore(state["snapshot"], self.model, self.train_env, self.eval_env):
+                self.train_env.seed(self.config["seed"] + self.model.num_timesteps)
         else:
             self.train_env, self.eval_env = make_envs(self.config, self.run_dir, self.config["seed"], resume=False)
             self.model = build_model(self.config, self.train_env)
@@ -203,7 +205,10 @@ class Run:
             if not self.evaluations.rows or self.evaluations.rows[-1]["timesteps"] != self.timesteps:
                 self.evaluate()
             self.next_eval = self._next_multiple(self.timesteps, self.config["eval"]["freq"])
-        if not final and self.timesteps >= self.next_checkpoint:
+        if final:
+            return
+        self.resume_point = self.capture()
+        if self.timesteps >= self.next_checkpoint:
             self.save_checkpoint()
             self.next_checkpoint = self._next_multiple(self.timesteps, self.config["checkpoint_freq"])
 
@@ -221,21 +226,23 @@ class Run:
         if self.bar is not None:
             self.bar.set_postfix(eval_return=f"{mean:.1f}")
 
-    def discard_partial_rollout(self) -> None:
-        """Interrupted while collecting a rollout: its steps were never trained on, and are lost with the rollout
-        buffer. Count them out, so that the checkpoint sits at the end of the last update (the parameters are
-        those of then) and a resumed run ends at total_timesteps, on the same rollout boundaries."""
-        if self.rollout_started_at is not None:
-            self.model.num_timesteps = self.rollout_started_at
-            self.rollout_started_at = None
-
-    def save_checkpoint(self) -> None:
+    def capture(self) -> dict[str, Any]:
+        """A checkpoint of this moment, a rollout's start: model, normalization, evaluations, and the snapshot of
+        RNGs and environments that makes the resumed run continue bit for bit."""
         model = io.BytesIO()
         self.model.save(model)
         normalizer = pickle.dumps(self.train_env) if isinstance(self.train_env, VecNormalize) else None
-        state = dict(timesteps=self.timesteps, model=model.getvalue(), vecnormalize=normalizer,
-                     evaluations=self.evaluations.rows)
-        write_atomic(self.run_dir / "checkpoint.pkl", pickle.dumps(state))
+        return dict(timesteps=self.timesteps, model=model.getvalue(), vecnormalize=normalizer,
+                    evaluations=list(self.evaluations.rows),
+                    snapshot=snapshot.capture(self.model, self.train_env, self.eval_env,
+                                              rng=getattr(self.model, "rollout_start_rng", None)))
+
+    def save_checkpoint(self) -> None:
+        """Write the latest resume point. Interrupted mid-rollout or mid-update, the run goes back to that rollout's
+        start: its steps were never trained on (or half), and the resumed run redoes them exactly."""
+        if self.resume_point is not None:
+            write_atomic(self.run_dir / "checkpoint.pkl", pickle.dumps(self.resume_point))
+            self.model.num_timesteps = self.resume_point["timesteps"]
 
     def save_final(self) -> None:
         model = io.BytesIO()
@@ -297,7 +304,6 @@ def run(config: dict[str, Any], run_dir: str | Path, resume: bool = False, progr
                 result.update(status="diverged", reason=diverged.reason, diverged_at=diverged.step)
             except KeyboardInterrupt:
                 if hasattr(current, "model"):
-                    current.discard_partial_rollout()
                     current.save_checkpoint()
                 result.update(status="interrupted", reason="interrupted (Ctrl-C or SIGTERM); resume with --resume")
     except Exception as error:  # noqa: BLE001 - recorded, so that a sweep goes on

@@ -337,3 +337,28 @@ def test_resolving_a_resolved_config_changes_nothing(name):
 
     config = load_config(None, [f"optimizer.name={name}"])
     assert from_dict(yaml.safe_load(yaml.safe_dump(config))) == config
+
+
+@pytest.mark.parametrize("interrupt_at", [2 * ROLLOUT + 2 * 37, 3 * ROLLOUT], ids=["mid-rollout", "rollout-end"])
+def test_an_interrupted_and_resumed_run_reproduces_the_uninterrupted_one(tmp_path, monkeypatch, interrupt_at):
+    """The checkpoint holds the RNGs, the environments mid-episode and VecNormalize's running return, so the
+    resumed run's evaluations are the uninterrupted run's, to the last bit."""
+    import rl_adaloss.train as train
+
+    config = load_config(None, [*TINY, "total_timesteps=3072", "checkpoint_freq=100000", "eval.episodes=2"])
+    straight = run(config, tmp_path / "straight")
+    assert straight["status"] == "finished"
+
+    def on_step(self) -> bool:
+        if self.num_timesteps == interrupt_at:
+            raise KeyboardInterrupt
+        return True
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train.EvalCheckpointProgress, "_on_step", on_step)
+        assert run(config, tmp_path / "resumed")["status"] == "interrupted"
+    assert run(config, tmp_path / "resumed", resume=True)["status"] == "finished"
+    assert (tmp_path / "resumed" / "evaluations.csv").read_text() == \
+        (tmp_path / "straight" / "evaluations.csv").read_text()
+    state = pickle.loads((tmp_path / "resumed" / "checkpoint.pkl").read_bytes())
+    assert state["snapshot"]["exact"]

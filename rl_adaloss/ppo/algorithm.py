@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from rl_adaloss.optim import ScheduledOptimizer
 from rl_adaloss.ppo.policy import SeparateOptimizersPolicy
+from rl_adaloss.snapshot import rng_state
 
 
 class TrainingDiverged(RuntimeError):
@@ -76,6 +77,9 @@ class AdaLossPPO(PPO):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": SeparateOptimizersPolicy}
 
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "rollout_start_rng"]
+
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         names = [f"policy.{attr}" for attr in self._optimizer_attributes()]
         return ["policy", *names], []
@@ -94,6 +98,9 @@ class AdaLossPPO(PPO):
         return [("joint", policy.optimizer, list(policy.parameters()))]
 
     def collect_rollouts(self, *args, **kwargs) -> bool:
+        # The RNG states before SB3 draws this rollout's gSDE noise: a checkpoint taken at the rollout's start needs
+        # them, so that a resumed run draws the same noise.
+        self.rollout_start_rng = rng_state()
         with _invalid_distribution_is_divergence(self):
             return super().collect_rollouts(*args, **kwargs)
 

@@ -14,10 +14,7 @@ import pytest
 import torch
 import yaml
 
-from rl_adaloss.experiments import linreg, two_layer
-
-REPO = Path(__file__).resolve().parents[1]
-
+from rl_adaloss.experiments import CONFIG_DIR, linreg, two_layer
 
 # -- math --------------------------------------------------------------------------------------------------------
 
@@ -138,8 +135,8 @@ def test_linreg_quick_run_matches_figure_1_claims(quick_runs):
     """AdaLoss and AdaGrad-Norm reach a small loss at every b0; SGD-Constant diverges at the smallest b0."""
     rc, _, stderr, out = quick_runs["linreg"]
     assert rc == 0, stderr
-    config = yaml.safe_load((REPO / "configs" / "linreg.yaml").read_text())
-    s = {**config["defaults"], **config["quick"]}
+    config = yaml.safe_load((CONFIG_DIR / "linreg.yaml").read_text())
+    s = linreg.Settings.model_validate(config["quick"]).model_dump()
     last = f"{s['windows'][-1][0]}-{s['windows'][-1][1]}"
     with open(out / "linreg.csv") as fh:
         rows = [r for r in csv.DictReader(fh) if r["window"] == last]
@@ -187,8 +184,8 @@ def _one_line_error(capsys) -> str:
 @pytest.mark.parametrize("module", [linreg, two_layer])
 def test_unknown_config_key_exits_2_with_one_line(module, tmp_path, capsys):
     name = module.NAME
-    config = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
-    config["defaults"]["no_such_key"] = 1
+    config = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
+    config["no_such_key"] = 1
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
     assert module.main(["--config", str(path), "--out", str(tmp_path / "out")]) == 2
@@ -210,7 +207,7 @@ def test_bad_input_exits_2_with_one_line(argv, needle, tmp_path, capsys):
 
 
 def test_bad_yaml_value_exits_2(tmp_path, capsys):
-    config = yaml.safe_load((REPO / "configs" / "two_layer.yaml").read_text())
+    config = yaml.safe_load((CONFIG_DIR / "two_layer.yaml").read_text())
     config["quick"]["n"] = "many"
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -224,7 +221,79 @@ def test_help_documents_every_option(module, capsys):
         module.main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for opt in module.OPTIONS:
-        assert opt.flag in text, opt.flag
+    for key in module.Settings.model_fields:
+        assert "--" + key.replace("_", "-") in text, key
     for flag in ("--config", "--quick", "--out"):
         assert flag in text
+
+
+# -- the typed settings: --print-config, KEY=VALUE, the packaged configs --------------------------------------------
+
+
+def test_configs_ship_inside_the_package():
+    import rl_adaloss
+
+    assert CONFIG_DIR == Path(rl_adaloss.__file__).resolve().parent / "configs"
+    for module in (linreg, two_layer):
+        assert (CONFIG_DIR / f"{module.NAME}.yaml").is_file()
+
+
+@pytest.mark.parametrize("module", [linreg, two_layer])
+def test_print_config_shows_every_key_with_its_description_and_writes_nothing(module, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert module.main(["--quick", "--print-config", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    lines = {line.split(":", 1)[0]: line for line in text.splitlines()}
+    for key, field in module.Settings.model_fields.items():
+        assert field.description and lines[key].endswith(f"  # {field.description}"), key
+    assert not out.exists()
+    # The printed settings are a config file that gives the same settings back.
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(text)
+    assert module.main(["--config", str(printed), "--print-config"]) == 0
+    assert capsys.readouterr().out == text
+    assert yaml.safe_load(text)["seeds"] == module.Settings.model_validate(
+        yaml.safe_load((CONFIG_DIR / f"{module.NAME}.yaml").read_text())["quick"]).seeds
+
+
+def test_key_value_overrides_and_flags_are_applied_in_order(capsys):
+    assert linreg.main(["--quick", "iters=700", "b0_grid=[0.5, 2]", "windows=651-700", "--print-config",
+                        "seeds=3", "--seeds", "4", "--gd-eps", "1e-3,1e-9"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["iters"] == 700 and printed["b0_grid"] == [0.5, 2.0] and printed["windows"] == [[651, 700]]
+    assert printed["seeds"] == 4  # the flag wins over KEY=VALUE
+    assert printed["gd_eps"] == [1e-3, 1e-9]
+    assert printed["d"] == 10  # from the quick section
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["no_such_key=1"], ["unknown key", "no_such_key"]),
+    (["iters=many"], ["iters", "integer", "many"]),
+    (["eta=-1"], ["eta", "greater than 0"]),
+    (["methods=[adaloss, adam]"], ["methods[1]", "adam"]),
+    (["windows=[[5, 3]]"], ["windows", "1 <= first <= last"]),
+    (["--windows", "5-3"], ["--windows", "1 <= first <= last"]),
+    (["--eta", "true"], ["--eta", "number"]),
+])
+def test_bad_override_exits_2_with_one_line_naming_the_key(argv, needles, tmp_path, capsys):
+    assert linreg.main(argv + ["--out", str(tmp_path / "out")]) == 2
+    line = _one_line_error(capsys)
+    for needle in needles:
+        assert needle in line, (needle, line)
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_file_errors_name_the_file_and_key(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("seeds: 0\n")
+    assert two_layer.main(["--config", str(path), "--print-config"]) == 2
+    line = _one_line_error(capsys)
+    assert str(path) in line and "seeds: expected greater than or equal to 1" in line
+
+
+def test_one_optimizer_factory():
+    """Both experiments build their optimizers in one place; ``gd`` is plain GD: a constant step eta."""
+    w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    assert linreg.make_optimizer is two_layer.make_optimizer
+    assert two_layer.make_optimizer("gd", [w], 0.3, b0=7.0).effective_lr[0] == pytest.approx(0.3)
+    assert linreg.make_optimizer("sgd", [w], 0.3, b0=3.0).effective_lr[0] == pytest.approx(0.1)

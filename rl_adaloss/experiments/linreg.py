@@ -28,27 +28,29 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Literal, Sequence, get_args
 
 import numpy as np
 import torch
+from pydantic import AfterValidator, BeforeValidator, Field
 
+from rl_adaloss.errors import UsageError
 from rl_adaloss.experiments import (
-    Option,
-    UsageError,
-    atomic_write_text,
-    cli_main,
+    ExperimentSettings,
+    cli,
     csv_text,
+    make_optimizer,
     markdown_table,
-    save_figure,
     settings_markdown,
+    settled_index,
     text_table,
     torch_threads,
 )
-from rl_adaloss.optim import AdaGradNorm, AdaLoss, SGDConstant, SGDDecaySqrt
+from rl_adaloss.io import save_figure, write_atomic
 
 NAME = "linreg"
-METHODS = ("adaloss", "adagradnorm", "sgd", "sgd_decaysqrt")
+Method = Literal["adaloss", "adagradnorm", "sgd", "sgd_decaysqrt"]
+METHODS = get_args(Method)
 LABELS = {
     "adaloss": "AdaLoss",
     "adagradnorm": "AdaGrad-Norm",
@@ -59,41 +61,87 @@ LABELS = {
 FIT_RANGE = (1e-24, 1e-16)
 COLORS = {"adaloss": "C3", "adagradnorm": "C0", "sgd": "C2", "sgd_decaysqrt": "C1"}
 
-OPTIONS = [
-    # stochastic (Figure 1)
-    Option("n", "int", "rows of X (data points); the problem is overdetermined, so n > d", low=2),
-    Option("d", "int", "columns of X (parameters)", low=1),
-    Option("col_scale_min", "float", "column scales of X are log-spaced from 1 down to this", low=0, low_open=True,
-           high=1),
-    Option("data_seed", "int", "seed for X and w*", low=0),
-    Option("seeds", "int", "number of runs per (method, b0), seeds 0..seeds-1 (they draw the rows)", low=1),
-    Option("iters", "int", "stochastic steps per run", low=1),
-    Option("batch_size", "int", "rows per stochastic step", low=1),
-    Option("eta", "float", "base step size eta (step size eta/b)", low=0, low_open=True),
-    Option("alpha", "float", "AdaLoss: b^2 += alpha*|f - c| (alpha=2 with batch 1 is the paper's R_t)", low=0),
-    Option("c", "float", "AdaLoss: the constant c (estimate of the optimal loss, 0 here)"),
-    Option("b0_grid", "floats", "initial b values", low=0, low_open=True),
-    Option("methods", "strs", "methods to compare", choices=METHODS),
-    Option("windows", "windows", "iteration windows FIRST-LAST (1-based, inclusive) to average over"),
-    Option("blowup", "float", "a run counts as diverged once its loss exceeds blowup x its initial loss", low=1,
-           low_open=True),
-    Option("small_loss", "float", "'reached a small loss' means last-window loss <= small_loss x initial loss",
-           low=0, low_open=True),
-    # deterministic (Theorem 1 / Lemma 1)
-    Option("gd_n", "int", "GD: rows of X", low=2),
-    Option("gd_d", "int", "GD: columns of X", low=1),
-    Option("gd_col_scale_min", "float", "GD: smallest column scale (X is also divided by sqrt(n))", low=0,
-           low_open=True, high=1),
-    Option("gd_eta", "float", "GD: base step size eta", low=0, low_open=True),
-    Option("gd_alpha", "float", "GD: AdaLoss alpha (b^2 += alpha*F, F = 1/2||Xw-y||^2)", low=0),
-    Option("gd_b0_fracs", "floats", "GD: b0 as fractions of the critical value eta*lambda_1/2 (below 1)", low=0,
-           low_open=True, high=1),
-    Option("gd_init_dists", "floats", "GD: ||w0 - w*|| for the runs (w0 = w* - dist * random unit vector)", low=0,
-           low_open=True),
-    Option("gd_eps", "floats", "GD: targets eps for ||w_t - w*||^2 <= eps", low=0, low_open=True),
-    Option("gd_max_iters", "int", "GD: iteration cap", low=1),
-    Option("gd_methods", "strs", "GD: methods (adaloss, adagradnorm)", choices=("adaloss", "adagradnorm")),
-]
+
+def parse_windows(value: Any) -> Any:
+    """Iteration windows from ``"101-200,991-1000"`` (a flag) or ``[[101, 200], ...]`` (YAML) as ``(first, last)``
+    tuples, before pydantic checks their types."""
+    if isinstance(value, str):
+        pairs = []
+        for part in value.split(","):
+            first, sep, last = part.strip().partition("-")
+            if not (sep and first.isdigit() and last.isdigit()):
+                raise ValueError(f"window {part.strip()!r} is not FIRST-LAST")
+            pairs.append((int(first), int(last)))
+        return pairs
+    if isinstance(value, list):
+        return [tuple(pair) if isinstance(pair, list) else pair for pair in value]
+    return value
+
+
+def check_windows(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    for first, last in windows:
+        if not 1 <= first <= last:
+            raise ValueError(f"window {first}-{last} needs 1 <= first <= last")
+    return windows
+
+
+Positive = Annotated[float, Field(gt=0)]
+Windows = Annotated[list[tuple[int, int]], BeforeValidator(parse_windows), AfterValidator(check_windows)]
+
+
+class Settings(ExperimentSettings):
+    """The full run's settings; ``rl_adaloss/configs/linreg.yaml`` holds the ``quick`` overlay. The defaults live
+    here, beside each key's type, range and description, so that every setting is written once and a config file
+    names only what it changes."""
+
+    # stochastic (Figure 1): F(w) = ||Xw - y||^2 / (2n), y = X w*
+    n: int = Field(1000, ge=2, description="rows of X (data points); the problem is overdetermined, so n > d")
+    d: int = Field(20, ge=1, description="columns of X (parameters)")
+    col_scale_min: float = Field(0.1, gt=0, le=1, description="column scales of X are log-spaced from 1 down to "
+                                 "this (0.1: cond(X^T X) ~ 100)")
+    data_seed: int = Field(0, ge=0, description="seed for X and w*")
+    seeds: int = Field(5, ge=1, description="number of runs per (method, b0), seeds 0..seeds-1 (they draw the rows)")
+    iters: int = Field(5000, ge=1, description="stochastic steps per run")
+    batch_size: int = Field(1, ge=1, description="rows per stochastic step")
+    eta: float = Field(1.0, gt=0, description="base step size eta (step size eta/b)")
+    alpha: float = Field(1.0, ge=0, description="AdaLoss: b^2 += alpha*|f - c| with f the minibatch loss "
+                         "(alpha=2 with batch 1 is the paper's R_t)")
+    c: float = Field(0.0, description="AdaLoss: the constant c (estimate of the optimal loss, 0 here)")
+    b0_grid: list[Positive] = Field([0.01, 0.1, 1.0, 10.0, 100.0], min_length=1, description="initial b values")
+    methods: list[Method] = Field(list(METHODS), min_length=1, description="methods to compare")
+    windows: Windows = Field([(101, 200), (991, 1000), (4901, 5000)], min_length=1,
+                             description="iteration windows FIRST-LAST (1-based, inclusive) to average over")
+    blowup: float = Field(1e6, gt=1, description="a run counts as diverged once its loss exceeds blowup x its "
+                          "initial loss")
+    small_loss: float = Field(1e-2, gt=0, description="'reached a small loss' means last-window loss <= small_loss "
+                              "x initial loss")
+    # deterministic (Theorem 1 / Lemma 1): F(w) = ||Xw - y||^2 / 2 with X scaled by 1/sqrt(n)
+    gd_n: int = Field(200, ge=2, description="GD: rows of X")
+    gd_d: int = Field(20, ge=1, description="GD: columns of X")
+    gd_col_scale_min: float = Field(0.3, gt=0, le=1, description="GD: smallest column scale (X is also divided by "
+                                    "sqrt(n))")
+    gd_eta: float = Field(10.0, gt=0, description="GD: base step size eta")
+    gd_alpha: float = Field(1.0, ge=0, description="GD: AdaLoss alpha (b^2 += alpha*F, F = 1/2||Xw-y||^2)")
+    gd_b0_fracs: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        [1e-4, 1e-2, 0.5, 0.9], min_length=1,
+        description="GD: b0 as fractions of the critical value eta*lambda_1/2 (below 1)")
+    gd_init_dists: list[Positive] = Field([1.0, 1e-3], min_length=1, description="GD: ||w0 - w*|| for the runs "
+                                          "(w0 = w* - dist * random unit vector)")
+    gd_eps: list[Positive] = Field([1e-2, 1e-4, 1e-6, 1e-8, 1e-10, 1e-12], min_length=1,
+                                   description="GD: targets eps for ||w_t - w*||^2 <= eps")
+    gd_max_iters: int = Field(3000, ge=1, description="GD: iteration cap")
+    gd_methods: list[Literal["adaloss", "adagradnorm"]] = Field(["adaloss", "adagradnorm"], min_length=1,
+                                                                description="GD: methods (adaloss, adagradnorm)")
+
+    def check(self) -> None:
+        if self.n <= self.d:
+            raise UsageError(f"n must exceed d (overdetermined regression), got n={self.n}, d={self.d}")
+        if self.gd_n <= self.gd_d:
+            raise UsageError(f"gd_n must exceed gd_d, got gd_n={self.gd_n}, gd_d={self.gd_d}")
+        for first, last in self.windows:
+            if last > self.iters:
+                raise UsageError(f"window {first}-{last} ends after iters={self.iters}")
+
 
 DESCRIPTION = __doc__.split("\n\n")[0] + """
 
@@ -101,19 +149,6 @@ Writes linreg.png (Figure 1 style: loss and effective step size vs b0 over three
 linreg_gd.png (GD from a small b0: b_t against the critical value eta*lambda_1/2, and the loss),
 linreg.csv, linreg_gd.csv and linreg.md; prints a summary table.
 """
-
-
-def make_optimizer(method: str, params, eta: float, b0: float, alpha: float = 1.0, c: float = 0.0):
-    """The optimizer class of :mod:`rl_adaloss.optim` for ``method``."""
-    if method == "adaloss":
-        return AdaLoss(params, lr=eta, b0=b0, alpha=alpha, c=c)
-    if method == "adagradnorm":
-        return AdaGradNorm(params, lr=eta, b0=b0)
-    if method == "sgd":
-        return SGDConstant(params, lr=eta, b0=b0)
-    if method == "sgd_decaysqrt":
-        return SGDDecaySqrt(params, lr=eta, b0=b0)
-    raise ValueError(f"unknown method {method!r}")
 
 
 # -- data ------------------------------------------------------------------------------------------------------
@@ -177,18 +212,18 @@ def run_stochastic(X: np.ndarray, y: np.ndarray, method: str, b0: float, *, iter
                 optimizer=opt)
 
 
-def stochastic_experiment(s: dict[str, Any], log=print) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def stochastic_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """All (method, b0, seed) runs; returns the CSV rows (one per method, b0, window) and raw curves for plots."""
-    X, y, _ = make_problem(s["n"], s["d"], s["col_scale_min"], s["data_seed"])
+    X, y, _ = make_problem(s.n, s.d, s.col_scale_min, s.data_seed)
     rows, curves = [], {}
-    for method in s["methods"]:
-        for b0 in s["b0_grid"]:
-            runs = [run_stochastic(X, y, method, b0, iters=s["iters"], batch_size=s["batch_size"], eta=s["eta"],
-                                   alpha=s["alpha"], c=s["c"], seed=seed, blowup=s["blowup"])
-                    for seed in range(s["seeds"])]
+    for method in s.methods:
+        for b0 in s.b0_grid:
+            runs = [run_stochastic(X, y, method, b0, iters=s.iters, batch_size=s.batch_size, eta=s.eta,
+                                   alpha=s.alpha, c=s.c, seed=seed, blowup=s.blowup)
+                    for seed in range(s.seeds)]
             n_div = sum(r["diverged"] is not None for r in runs)
             curves[(method, b0)] = runs
-            for first, last in s["windows"]:
+            for first, last in s.windows:
                 per_seed = [float(np.mean(r["loss"][first - 1:last])) for r in runs]
                 eff = [float(np.mean(r["eff_lr"][first - 1:last])) for r in runs]
                 rows.append(dict(
@@ -232,31 +267,23 @@ def first_index(mask: np.ndarray) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
-def settled_index(below: np.ndarray) -> int | None:
-    """The first index from which ``below`` holds to the end (None if it does not hold at the end)."""
-    if not below.size or not below[-1]:
-        return None
-    above = np.flatnonzero(~below)
-    return int(above[-1]) + 1 if above.size else 0
-
-
-def gd_experiment(s: dict[str, Any], log=print) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]:
+def gd_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]:
     """Lemma 1 / Theorem 1: rows (one per method, b0, init distance), curves, and the problem's constants."""
-    X, y, w_star = make_problem(s["gd_n"], s["gd_d"], s["gd_col_scale_min"], s["data_seed"] + 1, normalize=True)
+    X, y, w_star = make_problem(s.gd_n, s.gd_d, s.gd_col_scale_min, s.data_seed + 1, normalize=True)
     eigs = np.linalg.eigvalsh(X.T @ X)
     lam1, lam_min = float(eigs[-1]), float(eigs[0])
-    eta = s["gd_eta"]
+    eta = s.gd_eta
     critical = eta * lam1 / 2
-    eps_list = sorted(s["gd_eps"], reverse=True)
-    u = np.random.default_rng(s["data_seed"] + 2).standard_normal(len(w_star))
+    eps_list = sorted(s.gd_eps, reverse=True)
+    u = np.random.default_rng(s.data_seed + 2).standard_normal(len(w_star))
     u /= np.linalg.norm(u)
     rows, curves = [], {}
-    for method in s["gd_methods"]:
-        for frac in s["gd_b0_fracs"]:
-            for dist in s["gd_init_dists"]:
+    for method in s.gd_methods:
+        for frac in s.gd_b0_fracs:
+            for dist in s.gd_init_dists:
                 b0 = frac * critical
-                run = run_gd(X, y, w_star, method, b0, w_star - dist * u, eta=eta, alpha=s["gd_alpha"],
-                             max_iters=s["gd_max_iters"], stop_err=min(min(eps_list), FIT_RANGE[0]) / 10)
+                run = run_gd(X, y, w_star, method, b0, w_star - dist * u, eta=eta, alpha=s.gd_alpha,
+                             max_iters=s.gd_max_iters, stop_err=min(min(eps_list), FIT_RANGE[0]) / 10)
                 curves[(method, frac, dist)] = run
                 n_cross = first_index(run["b"] > critical)
                 b_final = float(run["b"][-1])
@@ -295,13 +322,13 @@ def plot_stochastic(rows, s, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    windows = [f"{a}-{b}" for a, b in s["windows"]]
+    windows = [f"{a}-{b}" for a, b in s.windows]
     finite = [r["loss_mean"] for r in rows if math.isfinite(r["loss_mean"]) and r["loss_mean"] > 0]
     ceiling = 10 * max(finite) if finite else 1.0
     fig, axes = plt.subplots(2, len(windows), figsize=(3.6 * len(windows), 5.6), squeeze=False)
     for j, window in enumerate(windows):
         top, bottom = axes[0, j], axes[1, j]
-        for method in s["methods"]:
+        for method in s.methods:
             sel = [r for r in rows if r["method"] == method and r["window"] == window]
             b0s = [r["b0"] for r in sel]
             losses = [r["loss_mean"] for r in sel]
@@ -318,8 +345,8 @@ def plot_stochastic(rows, s, path: Path) -> None:
             top.set_ylabel("average loss F(w_t)")
             bottom.set_ylabel("average step size")
     axes[0, 0].legend(fontsize=7, title="x = diverged", title_fontsize=7)
-    fig.suptitle(f"Stochastic linear regression (n={s['n']}, d={s['d']}, batch {s['batch_size']}, "
-                 f"eta={s['eta']:g}, {s['seeds']} seeds)", fontsize=10)
+    fig.suptitle(f"Stochastic linear regression (n={s.n}, d={s.d}, batch {s.batch_size}, "
+                 f"eta={s.eta:g}, {s.seeds} seeds)", fontsize=10)
     save_figure(fig, path)
 
 
@@ -329,14 +356,14 @@ def plot_gd(curves, constants, s, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = s["gd_methods"]
-    dist = s["gd_init_dists"][0]
+    methods = s.gd_methods
+    dist = s.gd_init_dists[0]
     fig, axes = plt.subplots(len(methods), 2, figsize=(8.5, 2.9 * len(methods)), squeeze=False)
     for i, method in enumerate(methods):
-        for k, frac in enumerate(s["gd_b0_fracs"]):
+        for k, frac in enumerate(s.gd_b0_fracs):
             run = curves[(method, frac, dist)]
             t = np.arange(len(run["b"]))
-            color = plt.cm.viridis(k / max(1, len(s["gd_b0_fracs"]) - 1))
+            color = plt.cm.viridis(k / max(1, len(s.gd_b0_fracs) - 1))
             axes[i, 0].plot(t, run["b"], color=color, label=f"b₀={frac:g}·crit")
             axes[i, 1].plot(t, run["loss"], color=color)
         axes[i, 0].axhline(constants["critical"], color="k", ls="--", lw=1, label="ηλ₁/2")
@@ -355,7 +382,7 @@ def plot_gd(curves, constants, s, path: Path) -> None:
 def matrix_rows(rows, s, window: str, key: str) -> list[dict[str, Any]]:
     """A method x b0 table of ``key`` for one window (``div`` where any seed diverged)."""
     out = []
-    for method in s["methods"]:
+    for method in s.methods:
         line: dict[str, Any] = {"method": LABELS[method]}
         for r in rows:
             if r["method"] == method and r["window"] == window:
@@ -368,37 +395,21 @@ def matrix_rows(rows, s, window: str, key: str) -> list[dict[str, Any]]:
 
 def summarize(rows, s) -> dict[str, Any]:
     """The headline checks of Figure 1 in the last window."""
-    last = f"{s['windows'][-1][0]}-{s['windows'][-1][1]}"
+    last = f"{s.windows[-1][0]}-{s.windows[-1][1]}"
     sel = {(r["method"], r["b0"]): r for r in rows if r["window"] == last}
     out: dict[str, Any] = {"window": last}
-    for method in s["methods"]:
-        small = [b0 for b0 in s["b0_grid"]
-                 if sel[(method, b0)]["diverged_seeds"] == 0 and sel[(method, b0)]["rel_loss_mean"] <= s["small_loss"]]
+    for method in s.methods:
+        small = [b0 for b0 in s.b0_grid
+                 if sel[(method, b0)]["diverged_seeds"] == 0 and sel[(method, b0)]["rel_loss_mean"] <= s.small_loss]
         out[f"{method}_small_at"] = small
-        out[f"{method}_diverged_at"] = [b0 for b0 in s["b0_grid"] if sel[(method, b0)]["diverged_seeds"]]
-    if "adaloss" in s["methods"] and "adagradnorm" in s["methods"]:
-        out["adaloss_better_at"] = [b0 for b0 in s["b0_grid"]
+        out[f"{method}_diverged_at"] = [b0 for b0 in s.b0_grid if sel[(method, b0)]["diverged_seeds"]]
+    if "adaloss" in s.methods and "adagradnorm" in s.methods:
+        out["adaloss_better_at"] = [b0 for b0 in s.b0_grid
                                     if sel[("adaloss", b0)]["loss_mean"] <= sel[("adagradnorm", b0)]["loss_mean"]]
     return out
 
 
-def check_settings(s: dict[str, Any]) -> None:
-    if s["n"] <= s["d"]:
-        raise UsageError(f"n must exceed d (overdetermined regression), got n={s['n']}, d={s['d']}")
-    if s["gd_n"] <= s["gd_d"]:
-        raise UsageError(f"gd_n must exceed gd_d, got gd_n={s['gd_n']}, gd_d={s['gd_d']}")
-    for first, last in s["windows"]:
-        if last > s["iters"]:
-            raise UsageError(f"window {first}-{last} ends after iters={s['iters']}")
-    if max(s["gd_b0_fracs"]) >= 1:
-        raise UsageError("gd_b0_fracs must be below 1 (b0 below the critical value)")
-
-
-def run(argv: Sequence[str] | None = None) -> int:
-    from rl_adaloss.experiments import parse_settings
-
-    s, out, quick = parse_settings(NAME, DESCRIPTION, OPTIONS, argv)
-    check_settings(s)
+def run(s: Settings, out: Path, quick: bool) -> int:
     start = time.perf_counter()
     quiet_log = (lambda *_a, **_k: None) if quick else (lambda msg: print(msg, file=sys.stderr))
     with torch_threads(1):
@@ -409,13 +420,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     plot_stochastic(rows, s, out / "linreg.png")
     plot_gd(gd_curves, constants, s, out / "linreg_gd.png")
-    atomic_write_text(out / "linreg.csv", csv_text(rows))
-    atomic_write_text(out / "linreg_gd.csv", csv_text(gd_rows))
+    write_atomic(out / "linreg.csv", csv_text(rows))
+    write_atomic(out / "linreg_gd.csv", csv_text(gd_rows))
 
-    windows = [f"{a}-{b}" for a, b in s["windows"]]
+    windows = [f"{a}-{b}" for a, b in s.windows]
     md = [f"# Linear regression: AdaLoss vs AdaGrad-Norm vs SGD{' (quick run)' if quick else ''}\n",
           "Generated by `python -m rl_adaloss.experiments.linreg"
-          f"{' --quick' if quick else ''}`. Settings:\n", settings_markdown(s, OPTIONS),
+          f"{' --quick' if quick else ''}`. Settings:\n", settings_markdown(s),
           "\n## Stochastic setting (Figure 1)\n",
           "Loss is the full average loss F(w_t) = ||Xw_t - y||^2/(2n), averaged over the window and then over seeds "
           "(`div`: at least one seed diverged). Step size is `effective_lr` (eta/b_t), averaged likewise.\n"]
@@ -435,11 +446,11 @@ def run(argv: Sequence[str] | None = None) -> int:
            "`old_estimate_steps_to_critical`: ((eta*lambda_1)^2 - 4 b0^2)/eps for the smallest eps, the count the "
            "pre-Theorem-1 analysis allows.\n\n",
            markdown_table(gd_rows)]
-    atomic_write_text(out / "linreg.md", "".join(md))
+    write_atomic(out / "linreg.md", "".join(md))
 
     # The terminal summary: the last window as a method x b0 table, then the GD counts.
     last = windows[-1]
-    print(f"Stochastic linear regression (n={s['n']}, d={s['d']}, {s['iters']} steps, {s['seeds']} seeds): "
+    print(f"Stochastic linear regression (n={s.n}, d={s.d}, {s.iters} steps, {s.seeds} seeds): "
           f"average loss over iterations {last} ('div' = diverged)")
     print(text_table(matrix_rows(rows, s, last, "loss_mean")))
     print(f"Average effective step size eta/b_t over iterations {last}")
@@ -456,7 +467,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli_main(run, argv)
+    return cli(Settings, NAME, DESCRIPTION, run, argv)
 
 
 if __name__ == "__main__":

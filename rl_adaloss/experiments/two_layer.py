@@ -27,63 +27,80 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from rl_adaloss.errors import UsageError
 from rl_adaloss.experiments import (
-    Option,
-    UsageError,
-    atomic_write_text,
-    cli_main,
+    ExperimentSettings,
+    cli,
     csv_text,
+    make_optimizer,
     markdown_table,
-    save_figure,
     settings_markdown,
+    settled_index,
     text_table,
     torch_threads,
 )
-from rl_adaloss.optim import AdaGradNorm, AdaLoss, SGDConstant
+from rl_adaloss.io import save_figure, write_atomic
 
 NAME = "two_layer"
 LABELS = {"adaloss": "AdaLoss", "adagradnorm": "AdaGrad-Norm", "gd": "GD (constant step)"}
 COLORS = {"adaloss": "C3", "adagradnorm": "C0"}
 
-OPTIONS = [
-    Option("n", "int", "training points", low=2),
-    Option("d", "int", "input dimension (d >= n gives nearly orthogonal inputs)", low=2),
-    Option("data_seed", "int", "seed for the inputs and labels", low=0),
-    Option("seeds", "int", "network initializations per setting (seeds 0..seeds-1)", low=1),
-    Option("blowup", "float", "a run stops (diverged) once its loss exceeds blowup x its initial loss", low=1,
-           low_open=True),
-    Option("near_zero", "float", "'near-zero training loss' means loss <= near_zero x initial loss", low=0,
-           low_open=True),
-    # Figure 5
-    Option("fig5_ns", "ints", "Figure 5: numbers of points n", low=2),
-    Option("fig5_d", "int", "Figure 5: input dimension of the nearly orthogonal family", low=2),
-    Option("fig5_rho", "float", "Figure 5: pairwise correlation of the contrasting, correlated family", low=0,
-           high=0.99),
-    Option("fig5_seeds", "int", "Figure 5: data draws averaged per n", low=1),
-    # Theorem 2
-    Option("thm2_widths", "ints", "Theorem 2: hidden widths m", low=1),
-    Option("thm2_factors", "floats", "Theorem 2: step sizes eta = factor / ||H_inf||", low=0, low_open=True),
-    Option("thm2_iters", "int", "Theorem 2: GD iterations", low=1),
-    # Theorem 3
-    Option("thm3_width", "int", "Theorem 3: hidden width m", low=1),
-    Option("thm3_eta", "float", "Theorem 3: base step size eta", low=0, low_open=True),
-    Option("thm3_alphas", "floats", "Theorem 3: AdaLoss alpha values", low=0, low_open=True),
-    Option("thm3_b0s", "floats", "Theorem 3: initial b0 values (below and above eta(lambda_0+||H_inf||)/2)", low=0,
-           low_open=True),
-    Option("thm3_iters", "int", "Theorem 3: GD iterations", low=1),
-    # Figure 6
-    Option("fig6_width", "int", "Figure 6: hidden width m", low=1),
-    Option("fig6_eta", "float", "Figure 6: base step size eta", low=0, low_open=True),
-    Option("fig6_alphas", "floats", "Figure 6: AdaLoss alpha values", low=0, low_open=True),
-    Option("fig6_b0_grid", "floats", "Figure 6: initial b0 values", low=0, low_open=True),
-    Option("fig6_batch", "int", "Figure 6: minibatch size", low=1),
-    Option("fig6_epochs", "int", "Figure 6: epochs (passes over a reshuffled data set)", low=1),
-]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class Settings(ExperimentSettings):
+    """The full run's settings; ``rl_adaloss/configs/two_layer.yaml`` holds the ``quick`` overlay. The defaults live
+    here, beside each key's type, range and description, so that every setting is written once and a config file
+    names only what it changes."""
+
+    n: int = Field(40, ge=2, description="training points (unit inputs in R^d, labels +-1)")
+    d: int = Field(80, ge=2, description="input dimension (d >= n gives nearly orthogonal inputs)")
+    data_seed: int = Field(0, ge=0, description="seed for the inputs and labels")
+    seeds: int = Field(3, ge=1, description="network initializations per setting (seeds 0..seeds-1)")
+    blowup: float = Field(1e8, gt=1, description="a run stops (diverged) once its loss exceeds blowup x its initial "
+                          "loss")
+    near_zero: float = Field(1e-10, gt=0, description="'near-zero training loss' means loss <= near_zero x initial "
+                             "loss")
+    # Figure 5: ||H_inf|| vs n
+    fig5_ns: list[Annotated[int, Field(ge=2)]] = Field([10, 20, 50, 100, 200, 500, 1000], min_length=1,
+                                                       description="Figure 5: numbers of points n")
+    fig5_d: int = Field(1000, ge=2, description="Figure 5: input dimension of the nearly orthogonal family")
+    fig5_rho: float = Field(0.5, ge=0, le=0.99, description="Figure 5: pairwise correlation of the contrasting, "
+                            "correlated family")
+    fig5_seeds: int = Field(3, ge=1, description="Figure 5: data draws averaged per n")
+    # Theorem 2: GD with eta = factor / ||H_inf||, plus Du et al.'s lambda_0 / n^2
+    thm2_widths: list[Annotated[int, Field(ge=1)]] = Field([128, 1024], min_length=1,
+                                                           description="Theorem 2: hidden widths m")
+    thm2_factors: list[Positive] = Field([0.5, 1.0, 1.5, 1.9, 2.5, 4.0], min_length=1,
+                                         description="Theorem 2: step sizes eta = factor / ||H_inf||")
+    thm2_iters: int = Field(300, ge=1, description="Theorem 2: GD iterations")
+    # Theorem 3: GD with AdaLoss, b^2 += alpha sqrt(n) ||y - u||^2
+    thm3_width: int = Field(512, ge=1, description="Theorem 3: hidden width m")
+    thm3_eta: float = Field(10.0, gt=0, description="Theorem 3: base step size eta")
+    thm3_alphas: list[Positive] = Field([1.0, 0.1, 0.01, 0.001], min_length=1,
+                                        description="Theorem 3: AdaLoss alpha values")
+    thm3_b0s: list[Positive] = Field([0.01, 100.0], min_length=1, description="Theorem 3: initial b0 values (below "
+                                     "and above eta(lambda_0+||H_inf||)/2)")
+    thm3_iters: int = Field(600, ge=1, description="Theorem 3: GD iterations")
+    # Figure 6: minibatch SGD, AdaLoss vs AdaGrad-Norm
+    fig6_width: int = Field(512, ge=1, description="Figure 6: hidden width m")
+    fig6_eta: float = Field(10.0, gt=0, description="Figure 6: base step size eta")
+    fig6_alphas: list[Positive] = Field([1.0, 0.1, 0.01], min_length=1, description="Figure 6: AdaLoss alpha values")
+    fig6_b0_grid: list[Positive] = Field([0.01, 0.1, 1.0, 10.0, 100.0], min_length=1,
+                                         description="Figure 6: initial b0 values")
+    fig6_batch: int = Field(8, ge=1, description="Figure 6: minibatch size")
+    fig6_epochs: int = Field(60, ge=1, description="Figure 6: epochs (passes over a reshuffled data set)")
+
+    def check(self) -> None:
+        if self.fig6_batch > self.n:
+            raise UsageError(f"fig6_batch ({self.fig6_batch}) exceeds n ({self.n})")
+
 
 DESCRIPTION = __doc__.split("\n\n")[0] + """
 
@@ -154,16 +171,6 @@ def full_loss(X, y, W, a) -> float:
     return 0.5 * float(r @ r)
 
 
-def make_optimizer(method: str, params, eta: float, b0: float, alpha: float):
-    if method == "adaloss":
-        return AdaLoss(params, lr=eta, b0=b0, alpha=alpha, c=0.0)
-    if method == "adagradnorm":
-        return AdaGradNorm(params, lr=eta, b0=b0)
-    if method == "gd":
-        return SGDConstant(params, lr=eta, b0=1.0)
-    raise ValueError(f"unknown method {method!r}")
-
-
 def train_gd(X, y, W0, a, method: str, *, eta: float, b0: float = 1.0, alpha: float = 1.0, iters: int,
              blowup: float) -> dict[str, Any]:
     """Full-batch GD. ``loss[k] = L(W(k))`` for ``k = 0..K``; ``b[k]`` is ``b_k`` (``b_0 = b0``; 1 for plain GD);
@@ -225,26 +232,18 @@ def fit_rate(loss: np.ndarray, high: float, low: float) -> float:
     return float(math.exp(np.polyfit(steps, np.log(loss[steps]), 1)[0]))
 
 
-def settled_index(below: np.ndarray) -> int | None:
-    """The first index from which ``below`` holds to the end (None if it does not hold at the end)."""
-    if not below.size or not below[-1]:
-        return None
-    above = np.flatnonzero(~below)
-    return int(above[-1]) + 1 if above.size else 0
-
-
 # -- the parts -----------------------------------------------------------------------------------------------------
 
 
 def figure5(s, log) -> list[dict[str, Any]]:
     rows = []
-    d = s["fig5_d"]
-    for family, rho in ((f"nearly orthogonal (d={d})", 0.0), (f"correlated (rho={s['fig5_rho']:g}, d={d})",
-                                                               s["fig5_rho"])):
-        for n in s["fig5_ns"]:
+    d = s.fig5_d
+    for family, rho in ((f"nearly orthogonal (d={d})", 0.0), (f"correlated (rho={s.fig5_rho:g}, d={d})",
+                                                               s.fig5_rho)):
+        for n in s.fig5_ns:
             norms, lam0s = [], []
-            for k in range(s["fig5_seeds"]):
-                X, _ = make_data(n, d, s["data_seed"] + 100 + k, rho)
+            for k in range(s.fig5_seeds):
+                X, _ = make_data(n, d, s.data_seed + 100 + k, rho)
                 eig = np.linalg.eigvalsh(h_infinity(X))
                 norms.append(float(eig[-1]))
                 lam0s.append(float(eig[0]))
@@ -259,19 +258,19 @@ def theorem2(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
     H_norm, lam0 = float(eig[-1]), float(eig[0])
     n = len(y)
     rows, curves = [], {}
-    steps = [("du", lam0 / n ** 2)] + [(f"{f:g}/||H||", f / H_norm) for f in s["thm2_factors"]]
-    for m in s["thm2_widths"]:
+    steps = [("du", lam0 / n ** 2)] + [(f"{f:g}/||H||", f / H_norm) for f in s.thm2_factors]
+    for m in s.thm2_widths:
         for name, eta in steps:
             finals, rates, hits, flips, moves, divs = [], [], [], [], [], 0
-            for seed in range(s["seeds"]):
+            for seed in range(s.seeds):
                 W0, a = init_network(X.shape[1], m, seed)
-                run = train_gd(X, y, W0, a, "gd", eta=eta, iters=s["thm2_iters"], blowup=s["blowup"])
+                run = train_gd(X, y, W0, a, "gd", eta=eta, iters=s.thm2_iters, blowup=s.blowup)
                 curves[(m, name, seed)] = run["loss"]
                 divs += run["diverged"] is not None
                 finals.append(run["loss"][-1] / run["loss"][0] if run["diverged"] is None else float("inf"))
                 rates.append(fit_rate(run["loss"], 1e-3, 1e-24)
                              if run["diverged"] is None else float("nan"))
-                hits.append(settled_index(run["loss"] <= s["near_zero"] * run["loss"][0]))
+                hits.append(settled_index(run["loss"] <= s.near_zero * run["loss"][0]))
                 flips.append(float(((X @ run["W"] >= 0) != (X @ W0 >= 0)).double().mean()))
                 moves.append(float((run["W"] - W0).norm() / W0.norm()))
             predicted = float(np.max((1 - eta * eig) ** 2))
@@ -280,7 +279,7 @@ def theorem2(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
                              iters_to_near_zero=max(reached) if len(reached) == len(hits) else None,
                              rate_fitted=float(np.nanmean(rates)) if not all(map(math.isnan, rates)) else float("nan"),
                              rate_predicted=predicted,
-                             iters_predicted=(math.log(1 / s["near_zero"]) / -math.log(predicted)
+                             iters_predicted=(math.log(1 / s.near_zero) / -math.log(predicted)
                                               if 0 < predicted < 1 else float("inf")),
                              pattern_flips=float(np.mean(flips)), W_move_rel=float(np.mean(moves)), diverged=divs))
             r = rows[-1]
@@ -291,16 +290,16 @@ def theorem2(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
 
 def theorem3(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
     H_norm, lam0 = float(eig[-1]), float(eig[0])
-    eta = s["thm3_eta"]
+    eta = s.thm3_eta
     critical = eta * (lam0 + H_norm) / 2
     rows, curves = [], {}
-    settings = [("adaloss", alpha) for alpha in s["thm3_alphas"]] + [("adagradnorm", None)]
+    settings = [("adaloss", alpha) for alpha in s.thm3_alphas] + [("adagradnorm", None)]
     for method, alpha in settings:
-        for b0 in s["thm3_b0s"]:
-            for seed in range(s["seeds"]):
-                W0, a = init_network(X.shape[1], s["thm3_width"], seed)
-                run = train_gd(X, y, W0, a, method, eta=eta, b0=b0, alpha=alpha or 1.0, iters=s["thm3_iters"],
-                               blowup=s["blowup"])
+        for b0 in s.thm3_b0s:
+            for seed in range(s.seeds):
+                W0, a = init_network(X.shape[1], s.thm3_width, seed)
+                run = train_gd(X, y, W0, a, method, eta=eta, b0=b0, alpha=alpha or 1.0, iters=s.thm3_iters,
+                               blowup=s.blowup)
                 curves[(method, alpha, b0, seed)] = run
                 b = run["b"]
                 tail = b[int(0.8 * (len(b) - 1))]
@@ -309,7 +308,7 @@ def theorem3(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
                     part="thm3", method=method, alpha=alpha, b0=b0, case="a" if b0 > critical else "b", seed=seed,
                     loss0=float(run["loss"][0]), max_loss_rel=float(run["loss"].max() / run["loss"][0]),
                     final_loss=float(run["loss"][-1]), final_loss_rel=float(run["loss"][-1] / run["loss"][0]),
-                    iters_to_near_zero=settled_index(run["loss"] <= s["near_zero"] * run["loss"][0]),
+                    iters_to_near_zero=settled_index(run["loss"] <= s.near_zero * run["loss"][0]),
                     b_final=float(b[-1]), b_change_last_20pct=float((b[-1] - tail) / b[-1]),
                     critical=critical, critical_end=eta * float(H_end[-1]) / 2,
                     W_move_rel=float((run["W"] - W0).norm() / W0.norm()), diverged=run["diverged"] is not None))
@@ -321,7 +320,7 @@ def theorem3(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
 
 
 def fig6_methods(s) -> list[tuple[str, float | None]]:
-    return [("adagradnorm", None)] + [("adaloss", alpha) for alpha in s["fig6_alphas"]]
+    return [("adagradnorm", None)] + [("adaloss", alpha) for alpha in s.fig6_alphas]
 
 
 def fig6_label(method: str, alpha: float | None) -> str:
@@ -333,18 +332,18 @@ def figure6(s, X, y, log) -> tuple[list[dict[str, Any]], dict]:
     better": if AdaGrad-Norm reaches near-zero loss, AdaLoss does too within 1.25x its epochs (+1); otherwise
     AdaLoss's final loss is at most 10x AdaGrad-Norm's."""
     rows, curves = [], {}
-    for b0 in s["fig6_b0_grid"]:
+    for b0 in s.fig6_b0_grid:
         finals = {}
         for method, alpha in fig6_methods(s):
             per_seed, hits, bs, divs = [], [], [], 0
-            for seed in range(s["seeds"]):
-                W0, a = init_network(X.shape[1], s["fig6_width"], seed)
-                run = train_sgd(X, y, W0, a, method, eta=s["fig6_eta"], b0=b0, alpha=alpha or 1.0,
-                                batch=s["fig6_batch"], epochs=s["fig6_epochs"], seed=seed, blowup=s["blowup"])
+            for seed in range(s.seeds):
+                W0, a = init_network(X.shape[1], s.fig6_width, seed)
+                run = train_sgd(X, y, W0, a, method, eta=s.fig6_eta, b0=b0, alpha=alpha or 1.0,
+                                batch=s.fig6_batch, epochs=s.fig6_epochs, seed=seed, blowup=s.blowup)
                 curves[(method, alpha, b0, seed)] = run["loss"]
                 divs += run["diverged"] is not None
                 per_seed.append(run["loss"][-1] / run["loss"][0] if run["diverged"] is None else float("inf"))
-                hits.append(settled_index(run["loss"] <= s["near_zero"] * run["loss"][0]))
+                hits.append(settled_index(run["loss"] <= s.near_zero * run["loss"][0]))
                 bs.append(run["b"])
             # Geometric mean over seeds (losses span many decades), floored at 1e-30 relative.
             gm = float(np.exp(np.mean(np.log(np.maximum(per_seed, 1e-30)))))
@@ -396,7 +395,7 @@ def plot_fig5(rows, path: Path) -> None:
 
 def plot_thm2(curves, rows, s, path: Path) -> None:
     plt = _pyplot()
-    widths = s["thm2_widths"]
+    widths = s.thm2_widths
     fig, axes = plt.subplots(1, len(widths), figsize=(4.2 * len(widths), 3.3), squeeze=False, sharey=True)
     names = list(dict.fromkeys(r["step"] for r in rows))
     for j, m in enumerate(widths):
@@ -420,8 +419,8 @@ def plot_thm3(curves, rows, s, path: Path) -> None:
     for k, (method, alpha, b0, _) in enumerate(keys):
         run = curves[(method, alpha, b0, 0)]
         color = COLORS[method] if method == "adagradnorm" else plt.cm.autumn(
-            s["thm3_alphas"].index(alpha) / max(1, len(s["thm3_alphas"])))
-        ls = styles[s["thm3_b0s"].index(b0) % len(styles)]
+            s.thm3_alphas.index(alpha) / max(1, len(s.thm3_alphas)))
+        ls = styles[s.thm3_b0s.index(b0) % len(styles)]
         label = f"{LABELS[method]}{'' if alpha is None else f' a={alpha:g}'} b0={b0:g}"
         axes[0].plot(run["loss"] / run["loss"][0], color=color, ls=ls, label=label)
         axes[1].plot(run["b"], color=color, ls=ls)
@@ -433,24 +432,24 @@ def plot_thm3(curves, rows, s, path: Path) -> None:
     axes[1].set_xlim(left=0)
     axes[1].legend(fontsize=7, loc="lower right")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=7)
-    fig.suptitle(f"Two-layer net, GD with AdaLoss / AdaGrad-Norm, eta={s['thm3_eta']:g}, m={s['thm3_width']} "
+    fig.suptitle(f"Two-layer net, GD with AdaLoss / AdaGrad-Norm, eta={s.thm3_eta:g}, m={s.thm3_width} "
                  "(solid: small b0, dashed: large b0)", fontsize=9)
-    rows_of_legend = math.ceil((len(s["thm3_alphas"]) + 1) * len(s["thm3_b0s"]) / 4)
+    rows_of_legend = math.ceil((len(s.thm3_alphas) + 1) * len(s.thm3_b0s) / 4)
     fig.set_size_inches(9, 3.4 + 0.22 * rows_of_legend)
     save_figure(fig, path, rect=(0, 0.06 * rows_of_legend + 0.02, 1, 1))
 
 
 def plot_fig6(curves, rows, s, path: Path) -> None:
     plt = _pyplot()
-    grid = s["fig6_b0_grid"]
+    grid = s.fig6_b0_grid
     methods = fig6_methods(s)
     colors = {m: (COLORS["adagradnorm"] if m[0] == "adagradnorm" else plt.cm.autumn(
-        s["fig6_alphas"].index(m[1]) / max(1, len(s["fig6_alphas"])))) for m in methods}
+        s.fig6_alphas.index(m[1]) / max(1, len(s.fig6_alphas)))) for m in methods}
     fig, axes = plt.subplots(1, len(grid) + 1, figsize=(2.6 * (len(grid) + 1), 3.0), squeeze=False)
     for j, b0 in enumerate(grid):
         ax = axes[0, j]
         for method, alpha in methods:
-            for seed in range(s["seeds"]):
+            for seed in range(s.seeds):
                 loss = curves[(method, alpha, b0, seed)]
                 ax.plot(loss / loss[0], color=colors[(method, alpha)], alpha=0.8, lw=1,
                         label=fig6_label(method, alpha) if seed == 0 else None)
@@ -462,8 +461,8 @@ def plot_fig6(curves, rows, s, path: Path) -> None:
         sel = [r for r in rows if r["method"] == method and r["alpha"] == alpha]
         ax.plot([r["b0"] for r in sel], [max(r["final_loss_rel_gmean"], 1e-30) for r in sel], "o-",
                 color=colors[(method, alpha)], ms=4)
-    ax.set(xscale="log", yscale="log", xlabel="b₀", title=f"after {s['fig6_epochs']} epochs")
-    fig.suptitle(f"Two-layer net, SGD with batch {s['fig6_batch']}, eta={s['fig6_eta']:g}, m={s['fig6_width']}",
+    ax.set(xscale="log", yscale="log", xlabel="b₀", title=f"after {s.fig6_epochs} epochs")
+    fig.suptitle(f"Two-layer net, SGD with batch {s.fig6_batch}, eta={s.fig6_eta:g}, m={s.fig6_width}",
                  fontsize=9)
     save_figure(fig, path)
 
@@ -471,16 +470,11 @@ def plot_fig6(curves, rows, s, path: Path) -> None:
 # -- main -----------------------------------------------------------------------------------------------------------
 
 
-def run(argv: Sequence[str] | None = None) -> int:
-    from rl_adaloss.experiments import parse_settings
-
-    s, out, quick = parse_settings(NAME, DESCRIPTION, OPTIONS, argv)
-    if s["fig6_batch"] > s["n"]:
-        raise UsageError(f"fig6_batch ({s['fig6_batch']}) exceeds n ({s['n']})")
+def run(s: Settings, out: Path, quick: bool) -> int:
     start = time.perf_counter()
     log = (lambda *_a, **_k: None) if quick else (lambda msg: print(msg, file=sys.stderr))
     with torch_threads(1):
-        Xn, yn = make_data(s["n"], s["d"], s["data_seed"])
+        Xn, yn = make_data(s.n, s.d, s.data_seed)
         eig = np.linalg.eigvalsh(h_infinity(Xn))
         X, y = torch.from_numpy(Xn), torch.from_numpy(yn)
         fig5_rows = figure5(s, log)
@@ -497,11 +491,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     # One CSV for all parts: the union of the columns, blank where a part has none.
     all_rows = fig5_rows + thm2_rows + thm3_rows + fig6_rows
     columns = list(dict.fromkeys(k for r in all_rows for k in r))
-    atomic_write_text(out / "two_layer.csv", csv_text([{c: r.get(c) for c in columns} for r in all_rows]))
+    write_atomic(out / "two_layer.csv", csv_text([{c: r.get(c) for c in columns} for r in all_rows]))
 
     H_norm, lam0 = float(eig[-1]), float(eig[0])
-    header = (f"Data: n={s['n']} unit inputs in R^{s['d']}, labels +-1. H_inf: lambda_0 = {lam0:.4g}, "
-              f"||H_inf|| = {H_norm:.4g}; Du et al.'s step lambda_0/n^2 = {lam0 / s['n'] ** 2:.3g} vs "
+    header = (f"Data: n={s.n} unit inputs in R^{s.d}, labels +-1. H_inf: lambda_0 = {lam0:.4g}, "
+              f"||H_inf|| = {H_norm:.4g}; Du et al.'s step lambda_0/n^2 = {lam0 / s.n ** 2:.3g} vs "
               f"1/||H_inf|| = {1 / H_norm:.3g}.")
     thm2_cols = ["m", "step", "eta", "final_loss_rel", "iters_to_near_zero", "iters_predicted", "rate_fitted",
                  "rate_predicted", "pattern_flips", "W_move_rel", "diverged"]
@@ -512,7 +506,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     fig5_cols = ["family", "n", "d", "H_norm", "lambda_0", "step_ours", "step_du"]
     md = [f"# Two-layer ReLU network (Du et al. 2019 setting){' (quick run)' if quick else ''}\n\n",
           "Generated by `python -m rl_adaloss.experiments.two_layer"
-          f"{' --quick' if quick else ''}`. Settings:\n\n", settings_markdown(s, OPTIONS), f"\n{header}\n",
+          f"{' --quick' if quick else ''}`. Settings:\n\n", settings_markdown(s), f"\n{header}\n",
           "Losses are relative to the initial loss. `near-zero` = loss <= near_zero x initial loss; "
           "`iters_to_near_zero` / `epochs_to_near_zero` count until the loss stays there.\n",
           "\n## Figure 5: ||H_inf|| vs n\n\n", markdown_table(fig5_rows, fig5_cols),
@@ -528,7 +522,7 @@ def run(argv: Sequence[str] | None = None) -> int:
           "`epochs_to_near_zero`: slowest seed. `holds`: where AdaGrad-Norm reaches near-zero loss, AdaLoss does "
           "too within 1.25x its epochs (+1); elsewhere AdaLoss's final loss (geometric mean over seeds) is at most "
           "10x AdaGrad-Norm's.\n\n", markdown_table(fig6_rows, fig6_cols)]
-    atomic_write_text(out / "two_layer.md", "".join(md))
+    write_atomic(out / "two_layer.md", "".join(md))
 
     print(header)
     print("\nFigure 5: ||H_inf|| and lambda_0 vs n (mean over data draws)")
@@ -550,7 +544,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli_main(run, argv)
+    return cli(Settings, NAME, DESCRIPTION, run, argv)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def _umask() -> int:
@@ -40,6 +42,28 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         raise
 
 
+def replace_directory(path: str | Path, fill: Callable[[Path], None]) -> None:
+    """Replace the directory ``path`` with one that ``fill(folder)`` writes.
+
+    ``fill`` writes into a hidden folder beside ``path``, which then takes its place by two renames (the old one
+    out, the new one in): a reader such as a live TensorBoard sees the old directory or the complete new one (or,
+    for the instant between the renames, none), never one half written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:12]
+    fresh, old = path.parent / f".{path.name}-{token}", path.parent / f".{path.name}-old-{token}"
+    fresh.mkdir()  # not mkdtemp, which makes it private: the umask's permissions, as for files
+    try:
+        fill(fresh)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(fresh, path)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def write_json_atomic(path: str | Path, payload: Any) -> None:
     write_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
@@ -49,16 +73,19 @@ def read_json(path: str | Path) -> Any:
 
 
 def save_figure(figure, path: str | Path, dpi: int = 80, rect: tuple[float, float, float, float] | None = None,
-                bbox_inches: str | None = None) -> None:
+                bbox_inches: str | None = None, as_drawn: bool = False) -> None:
     """Lay out (``tight_layout(rect=rect)``), save as PNG atomically, and close a matplotlib figure.
 
-    Minor ticks are switched off: on log axes spanning many decades they are most of the drawing time.
+    Minor ticks are switched off: on log axes spanning many decades they are most of the drawing time. With
+    ``as_drawn`` the figure is saved as its caller laid it out: its own layout engine (constrained layout, which
+    ``tight_layout`` would replace) and its minor ticks (the only labels of a log axis spanning one decade) stay.
     """
     import matplotlib.pyplot as plt
 
-    for axis in figure.axes:
-        axis.minorticks_off()
-    figure.tight_layout(rect=rect)
+    if not as_drawn:
+        for axis in figure.axes:
+            axis.minorticks_off()
+        figure.tight_layout(rect=rect)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches=bbox_inches)
     plt.close(figure)

@@ -23,7 +23,10 @@ import numpy as np
 import pytest
 from conftest import poll
 
-from rl_adaloss import report as rep
+from rl_adaloss.errors import UsageError
+from rl_adaloss.report import aggregation, cli, runs, stats
+from rl_adaloss.report import tensorboard as tb
+from rl_adaloss.report.text import verdicts
 
 ENV = "Pendulum-v1"
 TOTAL = 1000
@@ -53,18 +56,21 @@ def lr_schedule(optimizer: str, b0: float, steps: list[int]) -> list[float]:
     return [first if optimizer == "adam" else first / (1 + s / 500) for s in steps]
 
 
-def make_fake_sweep(root: Path) -> Path:
+def make_fake_sweep(root: Path, rename: dict[str, str] | None = None) -> Path:
+    """The fake sweep; ``rename`` gives its two variants (and their rules) other names, e.g. adam -> sgd."""
+    rename = rename or {}
     sweep_dir = root / "fake"
+    adam, adamloss = rename.get("adam", "adam"), rename.get("adamloss", "adamloss")
     sweep = dict(name="fake", base="/nowhere/base.yaml", total_timesteps=TOTAL, eta=1.0, b0=[1.0, 1.0e4],
-                 seeds=[0, 1, 2], optimizers={"adam": {"name": "adam"},
-                                              "adamloss": {"name": "adamloss", "layout": "separate"}})
+                 seeds=[0, 1, 2], optimizers={adam: {"name": adam}, adamloss: {"name": adamloss, "layout": "separate"}})
     points, counts = [], {}
     for (optimizer, label, seed), spec in RUNS.items():
         b0 = float(label)
-        rel = f"{ENV}/{optimizer}/b0={label}/seed={seed}"
+        variant = rename.get(optimizer, optimizer)
+        rel = f"{ENV}/{variant}/b0={label}/seed={seed}"
         status = spec[0] if spec else "not run"
         counts[status] = counts.get(status, 0) + 1
-        points.append(dict(env=ENV, optimizer=optimizer, b0=b0, seed=seed, run_dir=rel, status=status,
+        points.append(dict(env=ENV, optimizer=variant, b0=b0, seed=seed, run_dir=rel, status=status,
                            reason="a loss became NaN or infinite" if status == "diverged" else None))
         if spec is None:
             continue
@@ -93,7 +99,7 @@ def make_fake_sweep(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def fake_sweep(tmp_path_factory) -> Path:
     sweep_dir = make_fake_sweep(tmp_path_factory.mktemp("sweeps"))
-    assert rep.main([str(sweep_dir), "--reps", "300"]) == 0
+    assert cli.main([str(sweep_dir), "--reps", "300"]) == 0
     return sweep_dir
 
 
@@ -105,42 +111,60 @@ def summary(sweep_dir: Path) -> dict[tuple[str, str], dict[str, str]]:
 # -- resampling and scoring, by hand -------------------------------------------------------------------------------
 
 def test_resampling_onto_a_common_step_axis():
-    grid = rep.common_steps([np.array([0, 10, 30]), np.array([0, 20, 30]), np.array([])])
+    grid = aggregation.common_steps([np.array([0, 10, 30]), np.array([0, 20, 30]), np.array([])])
     assert grid.tolist() == [0, 10, 20, 30]
-    values = rep.resample(np.array([0, 10, 30]), np.array([0.0, 1.0, 3.0]), np.array([0, 5, 10, 20, 30, 40]))
+    values = aggregation.resample(np.array([0, 10, 30]), np.array([0.0, 1.0, 3.0]), np.array([0, 5, 10, 20, 30, 40]))
     assert values.tolist() == [0.0, 0.5, 1.0, 2.0, 3.0, 3.0]  # linear inside, held after the last evaluation
-    assert rep.resample(np.array([10, 20]), np.array([4.0, 6.0]), np.array([0, 15])).tolist() == [4.0, 5.0]
+    assert aggregation.resample(np.array([10, 20]), np.array([4.0, 6.0]), np.array([0, 15])).tolist() == [4.0, 5.0]
 
 
 def test_a_diverged_run_counts_as_its_minimum_after_its_last_evaluation():
-    run = rep.Run(ENV, "adam", "adam", 1.0, 2, Path("x"), "diverged", diverged_at=700,
-                  steps=np.array([0.0, 500.0]), returns=np.array([-1200.0, -900.0]))
+    run = runs.Run(ENV, "adam", 1.0, 2, "x", "diverged", diverged_at=700, schedule="adam",
+                   steps=np.array([0.0, 500.0]), returns=np.array([-1200.0, -900.0]))
     grid = np.array([0.0, 400.0, 500.0, 1000.0])
-    assert rep.score_curve(run, grid).tolist() == [-1200.0, -960.0, -900.0, -1200.0]
+    assert aggregation.score_curve(run, grid).tolist() == [-1200.0, -960.0, -900.0, -1200.0]
     assert run.final == -1200.0
-    finished = rep.Run(ENV, "adam", "adam", 1.0, 0, Path("x"), "finished",
-                       steps=np.array([0.0, 500.0, 1000.0]), returns=np.array([-1300.0, -1100.0, -1000.0]))
-    curve = rep.score_curve(finished, grid)
+    finished = runs.Run(ENV, "adam", 1.0, 0, "x", "finished", schedule="adam",
+                        steps=np.array([0.0, 500.0, 1000.0]), returns=np.array([-1300.0, -1100.0, -1000.0]))
+    curve = aggregation.score_curve(finished, grid)
     assert curve.tolist() == [-1300.0, -1140.0, -1100.0, -1000.0]
     # AUC: the mean over [0, 1000] of the piecewise-linear curve, (-1200 * 0.5 + -1050 * 0.5)
-    assert rep.area_under_curve(curve, grid) == pytest.approx(-1125.0)
+    assert aggregation.area_under_curve(curve, grid) == pytest.approx(-1125.0)
 
 
 def test_bootstrap_ci_brackets_the_statistic():
     scores = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0], [100.0, 50.0]])
-    point, low, high = rep.bootstrap_ci(scores, "IQM", reps=500)
+    point, low, high = stats.bootstrap_ci(scores, "IQM", reps=500)[:3]
     assert point.tolist() == pytest.approx([3.0, 30.0])  # middle half of 5 values: 2, 3, 4 (20, 30, 40)
     assert np.all(low <= point) and np.all(point <= high) and np.all(low >= scores.min(0))
-    one = rep.bootstrap_ci(np.array([5.0]), "mean", reps=50)
-    assert [float(a[0]) for a in one] == [5.0, 5.0, 5.0]
-    empty = rep.bootstrap_ci(np.zeros((0, 1)), "mean", reps=50)
-    assert all(np.isnan(a[0]) for a in empty)
+    one = stats.bootstrap_ci(np.array([5.0]), "mean", reps=50)
+    assert [float(a[0]) for a in one[:3]] == [5.0, 5.0, 5.0]
+    empty = stats.bootstrap_ci(np.zeros((0, 1)), "mean", reps=50)
+    assert all(np.isnan(a[0]) for a in empty[:3])
+
+
+def test_bootstrap_ci_says_which_bootstrap_computed_it(monkeypatch):
+    scores = np.array([1.0, 2.0, 3.0, 4.0])
+    assert stats.bootstrap_ci(scores, "mean", reps=50).bootstrap == "rliable"
+    numpy = stats.bootstrap_ci(scores, "mean", reps=50, bootstrap="numpy")
+    assert (numpy.bootstrap, numpy.fallback) == ("numpy", "")
+    assert stats.bootstrap_ci(np.zeros((0, 1)), "mean").bootstrap is None  # nothing to resample
+    with pytest.raises(ValueError, match="bootstrap"):
+        stats.bootstrap_ci(scores, "mean", bootstrap="scipy")
+
+    def broken(*args):
+        raise RuntimeError("arch is broken\nsecond line")
+
+    monkeypatch.setattr(stats, "_bootstrap_rliable", broken)
+    fallback = stats.bootstrap_ci(scores, "mean", reps=50)
+    assert (fallback.bootstrap, fallback.fallback) == ("numpy", "RuntimeError: arch is broken")
+    assert fallback.low[0] <= 2.5 <= fallback.high[0]
 
 
 # -- the report on the fake sweep ------------------------------------------------------------------------------------
 
 def test_report_writes_every_file(fake_sweep: Path):
-    for name in rep.OUTPUTS:
+    for name in cli.OUTPUTS:
         assert (fake_sweep / name).stat().st_size > 0, name
     for name in ("reward_curves.png", "robustness.png", "step_sizes.png"):
         assert (fake_sweep / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -195,14 +219,46 @@ def test_paragraph_says_no_evidence_with_one_seed(tmp_path: Path):
     index["sweep"]["seeds"] = [0]
     index["points"] = [p for p in index["points"] if p["seed"] == 0]
     (sweep_dir / "sweep.json").write_text(json.dumps(index))
-    sweep, runs = rep.load_runs(sweep_dir)
-    paragraph = " ".join(rep.verdicts(rep.aggregate(sweep, runs, reps=50)))
+    sweep, loaded = runs.load_runs(sweep_dir)
+    paragraph = " ".join(verdicts(aggregation.aggregate(sweep, loaded, reps=50)))
     assert "beat" not in paragraph and "lost" not in paragraph
     assert "no evidence either way" in paragraph
-    rep.write_report(sweep_dir, reps=50)
+    cli.write_report(sweep_dir, reps=50)
     rows = summary(sweep_dir)
     assert rows[("adam", "1")]["final_mean"] == "-1000" and rows[("adam", "1")]["final_ci_low"] == ""
     assert "no CIs at all" in (sweep_dir / "summary.md").read_text()
+
+
+def test_the_verdict_names_the_sweeps_own_variants(tmp_path: Path):
+    # No Adam variant: the first variant (sgd) is the reference, adaloss the challenger; same numbers as adam/adamloss.
+    sweep_dir = make_fake_sweep(tmp_path, rename={"adam": "sgd", "adamloss": "adaloss"})
+    report = aggregation.aggregate(*runs.load_runs(sweep_dir), reps=50)
+    paragraph = " ".join(verdicts(report))
+    assert "adaloss beat sgd" in paragraph and "adaloss lost to sgd" in paragraph
+    assert "adam" not in paragraph.lower()
+    cli.write_report(sweep_dir, reps=50)
+    assert "adam" not in (sweep_dir / "summary.md").read_text().lower()
+    # named by the caller, the other way round
+    swapped = " ".join(verdicts(report, challengers=["sgd"], references=["adaloss"]))
+    assert "sgd lost to adaloss" in swapped and "sgd beat adaloss" in swapped
+    with pytest.raises(UsageError, match="no variant adam in this sweep; it has sgd, adaloss"):
+        verdicts(report, references=["adam"])
+
+
+def test_summary_says_which_bootstrap_computed_the_cis(tmp_path: Path, monkeypatch, capsys):
+    sweep_dir = make_fake_sweep(tmp_path)
+    cli.write_report(sweep_dir, reps=50, bootstrap="numpy")
+    text = (sweep_dir / "summary.md").read_text()
+    assert "computed with numpy." in text and "rliable" not in text
+
+    def broken(*args):
+        raise ImportError("no module named arch")
+
+    monkeypatch.setattr(stats, "_bootstrap_rliable", broken)
+    cli.write_report(sweep_dir, reps=50)
+    assert "because rliable could not run here (ImportError: no module named arch)" in (
+        sweep_dir / "summary.md").read_text()
+    assert capsys.readouterr().err.count("rliable is unusable") == 1  # said once, not once per CI
 
 
 def test_a_sweep_with_nothing_run_yet_is_reported_not_an_error(tmp_path: Path):
@@ -213,7 +269,7 @@ def test_a_sweep_with_nothing_run_yet_is_reported_not_an_error(tmp_path: Path):
         for name in ("result.json", "evaluations.csv"):
             (sweep_dir / point["run_dir"] / name).unlink(missing_ok=True)
     (sweep_dir / "sweep.json").write_text(json.dumps(index))
-    rep.write_report(sweep_dir, reps=20)
+    cli.write_report(sweep_dir, reps=20)
     rows = summary(sweep_dir)
     assert len(rows) == 4 and all(row["n_not_run"] == "3" and row["final_mean"] == "" for row in rows.values())
     text = (sweep_dir / "summary.md").read_text()
@@ -225,7 +281,7 @@ def test_tensorboard_events_hold_the_tags_and_the_layout(fake_sweep: Path):
     from tensorboard.plugins.custom_scalar import layout_pb2
 
     # re-running replaces the aggregate events instead of adding to them
-    rep.write_tensorboard(rep.aggregate(*rep.load_runs(fake_sweep), reps=50), fake_sweep)
+    tb.write_tensorboard(aggregation.aggregate(*runs.load_runs(fake_sweep), reps=50), fake_sweep)
     files = list((fake_sweep / "aggregate").glob("events.out.tfevents.*"))
     assert len(files) == 1
     acc = EventAccumulator(str(fake_sweep / "aggregate"), size_guidance={"scalars": 0, "tensors": 0})
@@ -268,9 +324,14 @@ def test_cli_missing_dir_exits_2_with_one_line(tmp_path: Path):
 
 
 def test_cli_folder_without_sweep_json_exits_2(tmp_path: Path, capsys):
-    assert rep.main([str(tmp_path)]) == 2
+    assert cli.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sweep.json" in err
+
+
+def test_cli_bad_reps_exits_2_with_one_line(tmp_path: Path, capsys):
+    assert cli.main([str(tmp_path), "--reps", "0"]) == 2
+    assert capsys.readouterr().err == "error: --reps: expected an integer >= 1, got 0\n"
 
 
 # -- a real TensorBoard server on the fake sweep -------------------------------------------------------------------

@@ -1,0 +1,202 @@
+"""Aggregating the grid: each env x optimizer x b0 cell's seeds on a common step axis, and their statistics."""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from rl_adaloss.report.runs import Run
+from rl_adaloss.report.stats import DEFAULT_REPS, bootstrap_ci, iqm
+
+#: Sweeps with at least this many seeds are aggregated with the IQM, smaller ones with the mean.
+IQM_MIN_SEEDS = 4
+
+
+# -- curves on a common step axis ------------------------------------------------------------------------------------
+
+def common_steps(step_arrays: Iterable[np.ndarray]) -> np.ndarray:
+    """The step axis that runs evaluated at different steps are resampled onto: the sorted union of their steps."""
+    arrays = [np.asarray(a, dtype=float) for a in step_arrays if len(a)]
+    return np.unique(np.concatenate(arrays)) if arrays else np.zeros(0)
+
+
+def resample(steps: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """``values`` (given at ``steps``) at each step of ``grid``: linear between evaluations, the first value before
+    the first one, the last value after the last one."""
+    steps, values = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    if len(steps) == 0:
+        return np.full(len(grid), np.nan)
+    return np.interp(grid, steps, values)
+
+
+def score_curve(run: Run, grid: np.ndarray) -> np.ndarray:
+    """The run's eval return on ``grid`` as aggregated: resampled, and for a diverged run its minimum eval return
+    from the first grid step after its last evaluation on."""
+    curve = resample(run.steps, run.returns, grid)
+    if run.status == "diverged":
+        curve[grid > run.steps[-1]] = np.min(run.returns)
+    return curve
+
+
+def area_under_curve(curve: np.ndarray, grid: np.ndarray) -> float:
+    """Mean value of ``curve`` over the steps ``grid`` spans (trapezoids); the value itself for a single step."""
+    if len(grid) < 2 or grid[-1] == grid[0]:
+        return float(curve[0])
+    return float(np.trapezoid(curve, grid) / (grid[-1] - grid[0]))
+
+
+def step_size_curve(runs: list[Run], grid: np.ndarray, role: str) -> np.ndarray:
+    """Geometric mean over seeds of the ``role`` (actor or critic) effective step size on ``grid``; each run counts
+    only within its own evaluations (a diverged run's step size after it stopped is unknown, not held)."""
+    rows = []
+    for run in runs:
+        lr = run.actor_lr if role == "actor" else run.critic_lr
+        ok = np.isfinite(lr) & (lr > 0)
+        if not ok.any():
+            continue
+        curve = np.exp(resample(run.steps[ok], np.log(lr[ok]), grid))
+        curve[(grid < run.steps[ok][0]) | (grid > run.steps[ok][-1])] = np.nan
+        rows.append(curve)
+    if not rows:
+        return np.full(len(grid), np.nan)
+    logs = np.log(np.array(rows))
+    with warnings.catch_warnings():  # an all-NaN column (no run evaluated there) is NaN on purpose
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.exp(np.nanmean(logs, axis=0))
+
+
+# -- the grid's cells ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Group:
+    """All seeds of one env x optimizer x b0, and their aggregates."""
+
+    env: str
+    optimizer: str
+    schedule: str
+    b0: float
+    runs: list[Run]
+    statistic: str = "mean"
+    curve: np.ndarray | None = None  # aggregate eval return on the env's grid, and its CI
+    curve_low: np.ndarray | None = None
+    curve_high: np.ndarray | None = None
+    final: dict[str, float] = field(default_factory=dict)  # iqm, mean, low, high (of `statistic`)
+    auc: dict[str, float] = field(default_factory=dict)
+    actor_lr: np.ndarray | None = None
+    critic_lr: np.ndarray | None = None
+
+    @property
+    def used(self) -> list[Run]:
+        """The seeds in the numbers."""
+        return [run for run in self.runs if run.has_data]
+
+    def count(self, status: str) -> int:
+        return sum(run.status == status for run in self.runs)
+
+    @property
+    def n_diverged(self) -> int:
+        return self.count("diverged")
+
+    @property
+    def headline(self) -> float:
+        """The cell's final return, as ``statistic`` over seeds."""
+        return self.final.get(self.statistic.lower(), math.nan)
+
+
+@dataclass
+class Report:
+    """The aggregated sweep: every cell, each env's step axis, and how the CIs were computed."""
+
+    sweep: dict[str, Any]
+    runs: list[Run]
+    groups: list[Group]
+    grids: dict[str, np.ndarray]  # env -> step axis
+    statistic: str
+    eta: float
+    envs: list[str]
+    optimizers: list[str]
+    b0s: list[float]
+    bootstrap: str = "rliable"  #: the bootstrap of the CIs, "rliable" or "numpy"
+    fallback: str = ""  #: why numpy, where rliable was asked for and could not run
+
+    def group(self, env: str, optimizer: str, b0: float) -> Group | None:
+        for group in self.groups:
+            if (group.env, group.optimizer, group.b0) == (env, optimizer, b0):
+                return group
+        return None
+
+    def b0_label(self, b0: float) -> str:
+        """b0 as the sweep's folder names write it (1e6, 0.01, 100)."""
+        return next((run.b0_label for run in self.runs if run.b0 == b0), f"{b0:g}")
+
+    def initial_step(self, b0: float) -> float:
+        return self.eta / math.sqrt(b0)
+
+
+def _ordered(values: Iterable, preferred: Iterable = ()) -> list:
+    """Unique values, those of ``preferred`` first in its order, the rest in order of appearance."""
+    values = list(dict.fromkeys(values))
+    first = [v for v in preferred if v in values]
+    return first + [v for v in values if v not in first]
+
+
+def fill_group(group: Group, grid: np.ndarray, reps: int, seed: int, bootstrap: str) -> str:
+    """Compute the curve, final return, AUC and step sizes of ``group`` on ``grid``; return why rliable could not
+    compute its CIs, or an empty string."""
+    used, statistic = group.used, group.statistic
+    curves = np.array([score_curve(run, grid) for run in used]).reshape(len(used), len(grid))
+    finals = np.array([run.final for run in used])
+    aucs = np.array([area_under_curve(curve, grid) for curve in curves])
+    fallback = ""
+    if len(grid):
+        estimate = bootstrap_ci(curves, statistic, reps, seed, bootstrap)
+        fallback = estimate.fallback
+        group.curve, group.curve_low, group.curve_high = estimate.point, estimate.low, estimate.high
+        if len(used) < 2:  # resampling one run gives a zero-width interval: no CI, not a sure one
+            group.curve_low, group.curve_high = np.full(len(grid), np.nan), np.full(len(grid), np.nan)
+    for values, target in ((finals, group.final), (aucs, group.auc)):
+        low = high = math.nan
+        if len(values) >= 2:
+            estimate = bootstrap_ci(values, statistic, reps, seed, bootstrap)
+            fallback = fallback or estimate.fallback
+            low, high = float(estimate.low[0]), float(estimate.high[0])
+        target.update(iqm=float(iqm(values[:, None])[0]) if len(values) else math.nan,
+                      mean=float(np.mean(values)) if len(values) else math.nan, low=low, high=high)
+    group.actor_lr = step_size_curve(used, grid, "actor")
+    group.critic_lr = step_size_curve(used, grid, "critic")
+    return fallback
+
+
+def aggregate(sweep: dict[str, Any], runs: list[Run], reps: int = DEFAULT_REPS, seed: int = 0,
+              bootstrap: str = "rliable") -> Report:
+    """Group the runs by env x optimizer x b0 and compute curves, final returns, AUCs and step sizes, with CIs from
+    the ``bootstrap`` asked for ("rliable", or "numpy")."""
+    n_seeds = len(sweep.get("seeds") or []) or max(
+        sum(1 for r in runs if (r.env, r.optimizer, r.b0) == (run.env, run.optimizer, run.b0)) for run in runs)
+    statistic = "IQM" if n_seeds >= IQM_MIN_SEEDS else "mean"
+    envs = _ordered(run.env for run in runs)
+    optimizers = _ordered((run.optimizer for run in runs), (sweep.get("optimizers") or {}).keys())
+    b0s = sorted({run.b0 for run in runs})
+    grids = {env: common_steps(run.steps for run in runs if run.env == env and run.has_data) for env in envs}
+    groups, fallback = [], ""
+    for env in envs:
+        for optimizer in optimizers:
+            for b0 in b0s:
+                members = sorted((r for r in runs if (r.env, r.optimizer, r.b0) == (env, optimizer, b0)),
+                                 key=lambda r: r.seed)
+                if not members:
+                    continue
+                group = Group(env, optimizer, members[0].schedule, b0, members, statistic)
+                why = fill_group(group, grids[env], reps, seed, bootstrap)
+                if why and not fallback:  # say it once, and stop asking rliable for every later CI
+                    bootstrap, fallback = "numpy", why
+                    print(f"note: rliable is unusable here ({why}); using the built-in stratified bootstrap",
+                          file=sys.stderr)
+                groups.append(group)
+    return Report(sweep, runs, groups, grids, statistic, float(sweep.get("eta", 1.0)), envs, optimizers, b0s,
+                  bootstrap, fallback)

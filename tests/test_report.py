@@ -161,6 +161,19 @@ def test_bootstrap_ci_says_which_bootstrap_computed_it(monkeypatch):
     assert fallback.low[0] <= 2.5 <= fallback.high[0]
 
 
+def test_the_bootstrap_seed_decides_the_ci_and_leaves_numpys_generator_alone():
+    # rliable draws from numpy's global generator: the same seed must still give the same CI, whatever its state.
+    scores = np.array([[-200.0], [-210.0], [-190.0], [-1000.0], [-1100.0]])
+    np.random.seed(1)
+    first = stats.bootstrap_ci(scores, "mean", reps=100, seed=3)
+    after = np.random.random()
+    np.random.seed(2)
+    second = stats.bootstrap_ci(scores, "mean", reps=100, seed=3)
+    assert (first.low, first.high) == (second.low, second.high)
+    np.random.seed(1)
+    assert np.random.random() == after  # the caller's generator is as it was
+
+
 # -- the report on the fake sweep ------------------------------------------------------------------------------------
 
 def test_report_writes_every_file(fake_sweep: Path):

@@ -57,11 +57,18 @@ def _bootstrap_rliable(scores: np.ndarray, statistic: Callable, reps: int, seed:
 
     # rliable wants (runs, tasks, ...): one task, and the steps (or the one number) as the trailing axis.
     data = scores[:, None, :]
-    with warnings.catch_warnings():  # arch's FutureWarning about rliable's random_state argument
-        warnings.simplefilter("ignore", FutureWarning)
-        _, intervals = rly.get_interval_estimates({"x": data}, lambda s: statistic(s[:, 0, :]), reps=reps,
-                                                  confidence_interval_size=CONFIDENCE,
-                                                  random_state=np.random.RandomState(seed))
+    # rliable 1.2 draws its resamples from numpy's global generator, ignoring random_state: seed that one for the
+    # call, so ``seed`` decides the CI, and give the caller's generator back as it was.
+    outside = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():  # arch's FutureWarning about rliable's random_state argument
+            warnings.simplefilter("ignore", FutureWarning)
+            _, intervals = rly.get_interval_estimates({"x": data}, lambda s: statistic(s[:, 0, :]), reps=reps,
+                                                      confidence_interval_size=CONFIDENCE,
+                                                      random_state=np.random.RandomState(seed))
+    finally:
+        np.random.set_state(outside)
     return np.asarray(intervals["x"][0], dtype=float), np.asarray(intervals["x"][1], dtype=float)
 
 

@@ -156,14 +156,15 @@ def _section_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def error_line(error: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+def error_line(error: ValidationError, prefix: str = "", model: type[BaseModel] | None = None,
+               label: str = "") -> str:
     """The first error of ``error`` as ``key: expected ..., got ...``."""
     first = error.errors(include_url=False)[0]
     where = _dotted(first["loc"], prefix) or prefix.rstrip(".") or "config"
     kind, message = first["type"], first["msg"]
     if kind == "extra_forbidden":
         keys = _section_keys(model, first["loc"][:-1]) if model is not None else []
-        return f"unknown key {where!r}" + (f" (expected one of: {', '.join(keys)})" if keys else "")
+        return f"unknown {label}key {where!r}" + (f" (expected one of: {', '.join(keys)})" if keys else "")
     if kind == "missing":
         return f"{where}: required key missing"
     message = _EXPECTED.sub("expected ", message)
@@ -173,12 +174,13 @@ def error_line(error: ValidationError, prefix: str = "", model: type[BaseModel] 
     return f"{where}: {message}"
 
 
-def validate(model: type[M], data: Any, prefix: str = "") -> M:
-    """``model`` built from ``data``; the first problem raises :class:`UsageError` naming the dotted key."""
+def validate(model: type[M], data: Any, prefix: str = "", label: str = "") -> M:
+    """``model`` built from ``data``; the first problem raises :class:`UsageError` naming the dotted key (an
+    unknown key as "unknown <label>key")."""
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise UsageError(error_line(error, prefix, model)) from None
+        raise UsageError(error_line(error, prefix, model, label)) from None
 
 
 # -- showing a config ------------------------------------------------------------------------------------------------

@@ -18,11 +18,13 @@ A sweep config (YAML) names a base training config and what varies::
 
 The optimizers are paired at the **same initial step size** eta/sqrt(b0), as in the paper: Adam runs at
 ``lr = eta/sqrt(b0)``; AdamLoss and AdamSqrt start from ``b0`` with base ``eta``; the Algorithm-1 rules (AdaLoss,
-AdaGrad-Norm, SGD), whose b0 is squared, start from ``sqrt(b0)``. Every other hyperparameter is the base config's.
+AdaGrad-Norm, SGD), whose b0 is squared (their class says so: ``b0_squared``), start from ``sqrt(b0)``. Every other
+hyperparameter is the base config's.
 
 Each run lives in ``<out-dir>/<name>/<env>/<optimizer>/b0=<v>/seed=<s>/`` (a ``train`` run directory), so a sweep is
 resumable: finished and diverged runs are skipped, interrupted ones resume from their checkpoint, failed ones are
-retried. ``sweep.json`` accounts for every grid point.
+retried. ``sweep.json`` accounts for every grid point. A run is executed by one process at a time: it holds the
+run's lock, so two invocations of one sweep on one folder share the grid instead of running it twice.
 """
 
 from __future__ import annotations
@@ -36,22 +38,92 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal, Optional
 
 import yaml
+from pydantic import ConfigDict, Field, PositiveInt, field_validator
 
-from rl_adaloss.config import ConfigError, from_dict, load_config, optimizer_arguments
-from rl_adaloss.io import read_json, write_json_atomic
+from rl_adaloss.config import expand_shorthands, find_config, load_config, optimizer_arguments, override, resolve
+from rl_adaloss.errors import UsageError, report_usage_error
 from rl_adaloss.optim import OPTIMIZERS
+from rl_adaloss.records import FINAL_STATUSES, RunRecord, read_result, with_result
+from rl_adaloss.records import write_index as write_records
+from rl_adaloss.schema import Section, describe, read_yaml, validate
 from rl_adaloss.train import sigterm_as_interrupt
 
-#: Statuses that end a grid point; anything else (interrupted, failed, never run) runs again.
-FINAL_STATUSES = ("finished", "diverged")
-SWEEP_KEYS = ("name", "base", "total_timesteps", "eta", "b0", "seeds", "optimizers", "overrides", "quick",
-              "ray_gpu_fraction")
-QUICK_KEYS = ("b0", "seeds", "total_timesteps", "overrides", "optimizers")
-#: Rules whose b0 is squared (Algorithm 1): they start from sqrt(b0) to take the same first step.
-SQUARED_B0 = ("adaloss", "adagradnorm", "sgd", "sgd_decaysqrt")
+
+def _positive_numbers(value: Any) -> Any:
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in value):
+        raise UsageError(f"b0: expected a non-empty list of numbers > 0, got {value!r}")
+    return [float(v) for v in value]
+
+
+def _integers(value: Any) -> Any:
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                           for v in value):
+        raise UsageError(f"seeds: expected a non-empty list of integers, got {value!r}")
+    return value
+
+
+class Variant(Section):
+    """A named optimizer variant: the rule, its layout and any of its arguments but lr and b0 (the grid's)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description=f"the rule: {', '.join(OPTIMIZERS)}")
+    layout: Optional[Literal["separate", "joint"]] = Field(None, description="separate or joint (null: the base's)")
+
+
+def _variants(value: Any) -> Any:
+    if not isinstance(value, dict) or not value:
+        raise UsageError("optimizers: expected a mapping of variant names to optimizer settings")
+    for variant, spec in value.items():
+        if not isinstance(spec, dict) or spec.get("name") not in OPTIMIZERS:
+            raise UsageError(f"optimizers.{variant}: expected a mapping with name one of {', '.join(OPTIMIZERS)}")
+        if "lr" in spec or "b0" in spec:
+            raise UsageError(f"optimizers.{variant}: lr and b0 come from the grid (eta, b0), not the variant")
+    return value
+
+
+class QuickSection(Section):
+    """What ``--quick`` changes."""
+
+    b0: Optional[list[float]] = Field(None, description="the quick grid's b0 values")
+    seeds: Optional[list[int]] = Field(None, description="the quick grid's seeds")
+    total_timesteps: Optional[PositiveInt] = Field(None, description="the quick budget per run")
+    overrides: Optional[dict[str, Any]] = Field(None, description="the quick runs' overrides")
+    optimizers: Optional[dict[str, Variant]] = Field(None, description="the quick grid's variants")
+
+    _b0 = field_validator("b0", mode="before")(lambda v: v if v is None else _positive_numbers(v))
+    _seeds = field_validator("seeds", mode="before")(lambda v: v if v is None else _integers(v))
+
+
+class SweepConfig(Section):
+    """A grid of b0 x optimizer variants x seeds over one base training config."""
+
+    name: str = Field(description="the sweep folder's name, under --out-dir")
+    base: str = Field(description="the training config every run starts from (relative to the sweep config, or "
+                                  "a shipped config's name)")
+    total_timesteps: Optional[PositiveInt] = Field(None, description="the budget of every run (null: the base's)")
+    eta: float = Field(1.0, gt=0, description="base step size: every run's first step is eta/sqrt(b0)")
+    b0: list[float] = Field(description="initial accumulators (AdamLoss's unsquared b0)")
+    seeds: list[int] = Field(description="seeds of every grid point")
+    optimizers: dict[str, Variant] = Field(description="named variants: a rule plus how it is wired")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted keys set in every run")
+    quick: Optional[QuickSection] = Field(None, description="what --quick changes")
+    ray_gpu_fraction: float = Field(0.25, gt=0, le=1, description="GPU share of a Ray task with device: cuda")
+
+    _b0 = field_validator("b0", mode="before")(_positive_numbers)
+    _seeds = field_validator("seeds", mode="before")(_integers)
+    _optimizers = field_validator("optimizers", mode="before")(_variants)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not name or "/" in name or name in (".", ".."):
+            raise UsageError(f"name: expected a plain folder name, got {name!r}")
+        return name
 
 
 @dataclass(frozen=True)
@@ -67,6 +139,9 @@ class GridPoint:
     def label(self) -> str:
         return f"{self.optimizer} b0={format_b0(self.b0)} seed={self.seed}"
 
+    def record(self, sweep_dir: Path) -> RunRecord:
+        return RunRecord(self.env, self.optimizer, self.b0, self.seed, str(self.run_dir.relative_to(sweep_dir)))
+
 
 def format_b0(b0: float) -> str:
     """A folder-friendly b0: 1e6 → ``1e6``, 0.01 → ``0.01``, 100 → ``100``."""
@@ -81,97 +156,52 @@ def format_b0(b0: float) -> str:
 
 def load_sweep(path: str | Path, quick: bool = False) -> dict[str, Any]:
     """Read and check a sweep config; with ``quick``, apply its ``quick`` section and suffix the name."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep config not found: {path}")
-    try:
-        sweep = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if not isinstance(sweep, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    for key in sweep:
-        if key not in SWEEP_KEYS:
-            raise ConfigError(f"unknown sweep key {key!r} (expected one of: {', '.join(SWEEP_KEYS)})")
-    for key in ("name", "base", "b0", "seeds", "optimizers"):
-        if key not in sweep:
-            raise ConfigError(f"sweep config {path} lacks the key {key!r}")
+    path = find_config(path)
+    raw = read_yaml(path, follow_base=False)
+    sweep = validate(SweepConfig, raw, label="sweep ").model_dump(mode="python", exclude_none=True)
+    changes = sweep.pop("quick", None) or {}
     if quick:
-        changes = sweep.get("quick") or {}
-        for key in changes:
-            if key not in QUICK_KEYS:
-                raise ConfigError(f"unknown key quick.{key} (expected one of: {', '.join(QUICK_KEYS)})")
         sweep = {**sweep, **changes, "name": f"{sweep['name']}-quick"}
-    sweep.pop("quick", None)
-    sweep["base"] = str((path.parent / sweep["base"]).resolve()) if not Path(sweep["base"]).is_absolute() else sweep["base"]
-    _check_sweep(sweep)
+    base = Path(sweep["base"])
+    sweep["base"] = str(base if base.is_absolute() else find_config(path.parent / base).resolve())
     return sweep
-
-
-def _check_sweep(sweep: dict[str, Any]) -> None:
-    name = sweep["name"]
-    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
-        raise ConfigError(f"name: expected a plain folder name, got {name!r}")
-    b0s = sweep["b0"]
-    if not isinstance(b0s, list) or not b0s or not all(_number(v) and float(v) > 0 for v in b0s):
-        raise ConfigError(f"b0: expected a non-empty list of numbers > 0, got {b0s!r}")
-    seeds = sweep["seeds"]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ConfigError(f"seeds: expected a non-empty list of integers, got {seeds!r}")
-    if "eta" in sweep and not (_number(sweep["eta"]) and float(sweep["eta"]) > 0):
-        raise ConfigError(f"eta: expected a number > 0, got {sweep['eta']!r}")
-    optimizers = sweep["optimizers"]
-    if not isinstance(optimizers, dict) or not optimizers:
-        raise ConfigError("optimizers: expected a mapping of variant names to optimizer settings")
-    for variant, spec in optimizers.items():
-        if not isinstance(spec, dict) or spec.get("name") not in OPTIMIZERS:
-            raise ConfigError(f"optimizers.{variant}: expected a mapping with name one of {', '.join(OPTIMIZERS)}")
-        if "lr" in spec or "b0" in spec:
-            raise ConfigError(f"optimizers.{variant}: lr and b0 come from the grid (eta, b0), not the variant")
-
-
-def _number(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value)) and not isinstance(value, bool)
-    except (TypeError, ValueError):
-        return False
 
 
 def paired_optimizer(spec: dict[str, Any], base_optimizer: dict[str, Any], eta: float, b0: float) -> dict[str, Any]:
     """The optimizer section of one grid point: the variant's settings, the base's shared Adam settings (betas,
-    eps) where the optimizer takes them, and lr/b0 set so that the first step size is eta/sqrt(b0)."""
+    eps) where the optimizer takes them, and lr/b0 set so that the first step size is eta/sqrt(b0).
+
+    ``b0`` is in Algorithm 2's units (AdamLoss: the accumulator itself). A rule without a b0 (torch's Adam) runs
+    at ``lr = eta/sqrt(b0)``; a rule whose class says its b0 is squared (Algorithm 1) starts from ``sqrt(b0)``."""
     name = spec["name"]
     accepted = optimizer_arguments(name)
     section = {k: v for k, v in base_optimizer.items() if k in ("betas", "eps") and k in accepted}
-    section.update(spec)
+    section.update({k: v for k, v in spec.items() if v is not None})
     section.setdefault("layout", base_optimizer.get("layout", "separate"))
-    if name == "adam":
+    if "b0" not in accepted:
         section["lr"] = eta / math.sqrt(b0)
-    elif name in SQUARED_B0:
-        section.update(lr=eta, b0=math.sqrt(b0))
     else:
-        section.update(lr=eta, b0=b0)
+        section.update(lr=eta, b0=OPTIMIZERS[name].b0_from_unsquared(b0))
     return section
 
 
 def expand(sweep: dict[str, Any], out_dir: Path) -> list[GridPoint]:
     """Every (optimizer, b0, seed) of the sweep as a validated training config and its run directory."""
     base = load_config(sweep["base"])
-    eta = float(sweep.get("eta", 1.0))
+    overrides = list((sweep.get("overrides") or {}).items())
     points = []
     for variant, spec in sweep["optimizers"].items():
-        for b0 in (float(v) for v in sweep["b0"]):
+        for b0 in sweep["b0"]:
             for seed in sweep["seeds"]:
-                overrides = dict(sweep.get("overrides") or {})
                 raw = {k: v for k, v in base.items() if k != "optimizer"}
-                raw["optimizer"] = paired_optimizer(spec, base["optimizer"], eta, b0)
+                raw["optimizer"] = paired_optimizer(spec, base["optimizer"], sweep["eta"], b0)
                 raw["seed"] = seed
                 if "total_timesteps" in sweep:
                     raw["total_timesteps"] = sweep["total_timesteps"]
                 try:
-                    config = from_dict(raw, [f"{k}={v}" for k, v in overrides.items()])
-                except ConfigError as error:
-                    raise ConfigError(f"optimizers.{variant}: {error}") from None
+                    config = resolve(override(expand_shorthands(raw), overrides))
+                except UsageError as error:
+                    raise UsageError(f"optimizers.{variant}: {error}") from None
                 run_dir = out_dir / sweep["name"] / config["env"] / variant / f"b0={format_b0(b0)}" / f"seed={seed}"
                 points.append(GridPoint(config["env"], variant, b0, seed, config, run_dir))
     return points
@@ -179,21 +209,51 @@ def expand(sweep: dict[str, Any], out_dir: Path) -> list[GridPoint]:
 
 # -- running one grid point ----------------------------------------------------------------------------------------
 
+#: Held by the process that runs a grid point. An OS lock (flock): it dies with its process, so a kill -9 never
+#: leaves a run that looks taken.
+LOCK_NAME = ".run.lock"
+#: What run_point returns for a grid point that another live process is running.
+BUSY = "busy"
+
+
 def point_status(point: GridPoint) -> str | None:
-    result = point.run_dir / "result.json"
-    return read_json(result)["status"] if result.exists() else None
+    result = read_result(point.run_dir)
+    return result["status"] if result else None
 
 
 def run_point(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
-    """Run (or resume) one grid point in this process; the function both backends dispatch."""
+    """Run (or resume) one grid point in this process, holding its lock; the function both backends dispatch.
+
+    Returns ``{"status": "busy"}`` at once if another process holds the point (two invocations of one sweep)."""
     import torch
+    from filelock import FileLock, Timeout
 
     from rl_adaloss.train import run
 
-    torch.set_num_threads(1)  # one process per run: threads would only fight each other
     run_dir_path = Path(run_dir)
-    resume = (run_dir_path / "checkpoint.pkl").exists()
-    return run(config, run_dir_path, resume=resume, progress=False)
+    run_dir_path.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir_path / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return {"status": BUSY, "reason": "being run by another process"}
+    try:
+        done = read_result(run_dir_path)
+        if done and done["status"] in FINAL_STATUSES:  # another process finished it since this one looked
+            return done
+        torch.set_num_threads(1)  # one process per run: threads would only fight each other
+        resume = (run_dir_path / "checkpoint.pkl").exists()
+        return run(config, run_dir_path, resume=resume, progress=False)
+    finally:
+        lock.release()
+
+
+def wait_for_lock(point: GridPoint) -> None:
+    """Block until no process holds ``point``."""
+    from filelock import FileLock
+
+    with FileLock(str(point.run_dir / LOCK_NAME)):
+        pass
 
 
 def _check_unchanged(points: list[GridPoint]) -> None:
@@ -201,7 +261,7 @@ def _check_unchanged(points: list[GridPoint]) -> None:
     for point in points:
         existing = point.run_dir / "config.yaml"
         if existing.exists() and yaml.safe_load(existing.read_text()) != point.config:
-            raise ConfigError(f"{point.run_dir} holds a run with another config; remove it or rename the sweep")
+            raise UsageError(f"{point.run_dir} holds a run with another config; remove it or rename the sweep")
 
 
 # -- backends ------------------------------------------------------------------------------------------------------
@@ -269,7 +329,7 @@ def run_ray(points: list[GridPoint], address: str | None, gpu_fraction: float,
     try:
         import ray
     except ImportError:
-        raise ConfigError("--backend ray needs Ray: pip install 'rl-adaloss[ray]'") from None
+        raise UsageError("--backend ray needs Ray: pip install 'rl-adaloss[ray]'") from None
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
@@ -296,27 +356,25 @@ def run_ray(points: list[GridPoint], address: str | None, gpu_fraction: float,
 # -- a whole sweep ----------------------------------------------------------------------------------------------
 
 def write_index(sweep: dict[str, Any], points: list[GridPoint], out_dir: Path) -> dict[str, int]:
-    """``sweep.json``: the sweep config and every grid point's status; returns counts by status."""
-    entries, counts = [], {}
-    for point in points:
-        status = point_status(point) or "not run"
-        result = read_json(point.run_dir / "result.json") if status != "not run" else {}
-        counts[status] = counts.get(status, 0) + 1
-        entries.append(dict(env=point.env, optimizer=point.optimizer, b0=point.b0, seed=point.seed,
-                            run_dir=str(point.run_dir.relative_to(out_dir / sweep["name"])), status=status,
-                            reason=result.get("reason")))
-    write_json_atomic(out_dir / sweep["name"] / "sweep.json", dict(sweep=sweep, points=entries, counts=counts))
-    return counts
+    """``sweep.json``: the sweep config and every grid point's record; returns counts by status."""
+    sweep_dir = out_dir / sweep["name"]
+    return write_records(sweep_dir, sweep, [with_result(p.record(sweep_dir), sweep_dir) for p in points])
 
 
 def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str = "local",
               address: str | None = None, progress: bool = True) -> dict[str, int]:
+    """Run every grid point that has not ended. Points that another live process holds are skipped, then waited
+    for at the end; any that the other process left unfinished are taken up."""
     points = expand(sweep, out_dir)
     _check_unchanged(points)
     todo = [p for p in points if point_status(p) not in FINAL_STATUSES]
     bar = Progress(len(points), len(todo), workers) if progress else None
+    busy: list[GridPoint] = []
 
     def on_result(point: GridPoint, result: dict) -> None:
+        if result["status"] == BUSY:
+            busy.append(point)
+            return
         if bar is not None:
             bar.finished(result["status"])
             if result["status"] != "finished":
@@ -325,11 +383,20 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
 
     write_index(sweep, points, out_dir)
     try:
-        if todo:
+        while todo:
             if backend == "ray":
                 run_ray(todo, address, float(sweep.get("ray_gpu_fraction", 0.25)), on_result)
             else:
                 run_local(todo, workers, on_result)
+            if busy and bar is not None:
+                bar.write(f"waiting for {len(busy)} runs that another process is running")
+            for point in busy:
+                wait_for_lock(point)
+            todo = [p for p in busy if point_status(p) not in FINAL_STATUSES]
+            for point in busy:
+                if point not in todo and bar is not None:
+                    bar.finished(point_status(point) or "not run")
+            busy = []
     finally:
         if bar is not None:
             bar.close()
@@ -345,8 +412,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="Re-running the same command skips finished and diverged runs, resumes interrupted ones from their "
                "checkpoints and retries failed ones. See them live: tensorboard --logdir runs/<name>.",
     )
-    parser.add_argument("--config", type=Path, default=Path("configs/sweep_pendulum.yaml"),
-                        help="sweep config (default: configs/sweep_pendulum.yaml)")
+    parser.add_argument("--config", type=Path, default=Path("sweep_pendulum"),
+                        help="sweep config file, or a shipped one's name (default: sweep_pendulum)")
     parser.add_argument("--quick", action="store_true",
                         help="the config's small 'quick' grid, into <name>-quick/: a few minutes, for trying it out")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -358,6 +425,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, default=Path("runs"),
                         help="where the sweep folder goes; with Ray on several nodes, a shared path (default: runs)")
     parser.add_argument("--dry-run", action="store_true", help="print the grid and the number of runs; run nothing")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved sweep config, every key with its description, and exit")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
     return parser.parse_args(argv)
 
@@ -366,15 +435,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.workers < 1:
-            raise ConfigError(f"--workers: expected an integer >= 1, got {args.workers}")
+            raise UsageError(f"--workers: expected an integer >= 1, got {args.workers}")
         sweep = load_sweep(args.config, quick=args.quick)
         points = expand(sweep, args.out_dir)
         if not args.dry_run:
             _check_unchanged(points)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except UsageError as error:
+        return report_usage_error(error)
 
+    if args.print_config:
+        print(describe(SweepConfig.model_validate(sweep)))
+        return 0
     if args.dry_run:
         for point in points:
             print(f"{point.env:20s} {point.optimizer:16s} b0={format_b0(point.b0):8s} seed={point.seed:<4d} "
@@ -394,9 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished runs are kept; run the same command to resume", file=sys.stderr)
         return 130
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except UsageError as error:
+        return report_usage_error(error)
     print(f"done in {time.perf_counter() - started:.0f} s: "
           + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())), file=sys.stderr)
     if not args.no_report:

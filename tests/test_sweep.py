@@ -159,6 +159,33 @@ def test_kill_9_mid_sweep_then_resume(tmp_path):
         assert after[run] == result  # finished runs were kept, not redone
 
 
+@pytest.mark.slow
+def test_two_concurrent_invocations_run_each_point_exactly_once(tmp_path):
+    """Two identical sweeps started at once on one folder share the grid: every run is executed by one of them,
+    once (one TensorBoard event file, one set of Monitor CSVs), and both end with the whole grid done."""
+    path = write_sweep(tmp_path, seeds=[0, 1], total_timesteps=512,
+                       quick={"seeds": [0, 1, 2], "total_timesteps": 512})
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "rl_adaloss.sweep", "--quick", "--config", str(path), "--out-dir", str(out),
+               "--workers", "1", "--no-report"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                 for _ in range(2)]
+    errors = [process.communicate(timeout=600)[1].decode() for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], errors
+    root = out / "tiny-quick"
+    results = tree(root)
+    assert len(results) == 2 * 2 * 3 and {r["status"] for r in results.values()} == {"finished"}
+    for run in results:
+        run_dir = root / run
+        assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1, run
+        # Each Monitor CSV is one run's: a header, then exactly the episodes of 512 / 2 envs = 256 steps each.
+        for monitor in (run_dir / "monitor").glob("*.csv"):
+            assert len(monitor.read_text().splitlines()) == 2 + 256 // 200, run
+    index = json.loads((root / "sweep.json").read_text())
+    assert index["counts"] == {"finished": 12}
+
+
 def test_ray_backend_gives_the_same_tree_as_local(tmp_path):
     ray = pytest.importorskip("ray")
     path = write_sweep(tmp_path)

@@ -349,6 +349,7 @@ def test_cli_bad_reps_exits_2_with_one_line(tmp_path: Path, capsys):
 
 # -- a real TensorBoard server on the fake sweep -------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_tensorboard_serves_the_aggregate_tags_and_the_layout(fake_sweep: Path, tensorboard):
     expected = {"aggregate/b0=1/adam", "aggregate/b0=1e4/adamloss", "step_size/b0=1/adamloss_actor"}
     with tensorboard(fake_sweep) as get:

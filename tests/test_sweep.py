@@ -106,6 +106,7 @@ def test_bad_sweep_configs_exit_2_with_one_line(tmp_path, capsys, change, messag
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_resume_reruns_only_the_missing_run_and_records_divergence(tmp_path, tensorboard):
     # b0 = 1e-16 gives Adam lr = 1e8: it diverges at its first update, and the sweep must go on.
     path = write_sweep(tmp_path, b0=[1.0e-16, 1.0e6])
@@ -131,6 +132,7 @@ def test_resume_reruns_only_the_missing_run_and_records_divergence(tmp_path, ten
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # the others were not touched
 
 
+@pytest.mark.slow
 def test_kill_9_mid_sweep_then_resume(tmp_path):
     path = write_sweep(tmp_path, seeds=[0, 1], total_timesteps=1024)
     out = tmp_path / "out"
@@ -186,6 +188,7 @@ def test_two_concurrent_invocations_run_each_point_exactly_once(tmp_path):
     assert index["counts"] == {"finished": 12}
 
 
+@pytest.mark.slow
 def test_ray_backend_gives_the_same_tree_as_local(tmp_path):
     ray = pytest.importorskip("ray")
     path = write_sweep(tmp_path)

@@ -183,6 +183,7 @@ def wait_for(condition, process: subprocess.Popen, timeout: float, what: str) ->
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_resume_finishes(tmp_path, capsys):
     run_dir = tmp_path / "x"
     command = [sys.executable, "-m", "rl_adaloss.train", *TINY, "total_timesteps=100000", "checkpoint_freq=1024",

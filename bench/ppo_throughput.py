@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from stable_baselines3 import PPO
@@ -35,19 +34,18 @@ from stable_baselines3.common.vec_env import VecNormalize
 from rl_adaloss.config import load_config
 from rl_adaloss.train import build_model
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-
 
 def make_env(config: dict):
     env = make_vec_env(config["env"], n_envs=config["n_envs"], seed=config["seed"])
-    return VecNormalize(env, gamma=config["ppo"]["gamma"]) if config["normalize"] else env
+    normalize = config["normalize"]
+    return VecNormalize(env, norm_obs=normalize["obs"], norm_reward=normalize["reward"], gamma=config["ppo"]["gamma"])
 
 
 def stock_ppo(config: dict, env) -> PPO:
     """SB3's PPO and Adam with the config's settings: the same networks, rollouts and minibatches."""
     ppo = dict(config["ppo"])
     optimizer = config["optimizer"]
-    policy_kwargs = dict(net_arch=ppo.pop("net_arch"),
+    policy_kwargs = dict(net_arch=config["policy_kwargs"]["net_arch"],
                          optimizer_kwargs=dict(betas=tuple(optimizer["betas"]), eps=optimizer["eps"]))
     return PPO("MlpPolicy", env, learning_rate=optimizer["lr"], seed=config["seed"], device=config["device"],
                policy_kwargs=policy_kwargs, verbose=0, **ppo)
@@ -64,8 +62,8 @@ def main() -> None:
     torch.set_num_threads(1)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
-    adamloss = load_config(CONFIGS / "pendulum_adamloss.yaml", ["device=cpu"])
-    adam = load_config(CONFIGS / "pendulum_adam.yaml", ["device=cpu"])
+    adamloss = load_config("pendulum_adamloss", ["device=cpu"])
+    adam = load_config("pendulum_adam", ["device=cpu"])
     arms = {
         "AdaLossPPO + AdamLoss": lambda env: build_model(adamloss, env),
         "SB3 PPO + Adam": lambda env: stock_ppo(adam, env),

@@ -143,7 +143,9 @@ class OptimizerSection(Section):
         return self
 
     def extra_descriptions(self) -> dict[str, str]:
-        return {key: f"argument of {OPTIMIZERS[self.name].__name__}" for key in self.model_extra or {}}
+        documented = argument_docs(OPTIMIZERS[self.name])
+        return {key: documented.get(key, f"argument of {OPTIMIZERS[self.name].__name__}")
+                for key in self.model_extra or {}}
 
 
 class TrainConfig(Section):
@@ -189,6 +191,14 @@ def optimizer_arguments(name: str) -> dict[str, Any]:
         elif isinstance(default, (int, float)):
             arguments[key] = float(default)  # torch's weight_decay=0 is a number, not a count
     return arguments
+
+
+def argument_docs(cls: type) -> dict[str, str]:
+    """The first line of each argument's entry in a class's ``Args:`` docstring section (ours and torch's)."""
+    doc = inspect.getdoc(cls) or ""
+    section = doc.split("Args:", 1)[1] if "Args:" in doc else ""
+    entries = re.findall(r"^ {2,8}(\w+)(?: \([^)]*\))?: (.+)$", section, flags=re.M)
+    return {name: re.sub(r":math:|`", "", text).strip().rstrip(".") for name, text in entries}
 
 
 #: How torch's own optimizers name an argument in their error messages.

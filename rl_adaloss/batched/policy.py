@@ -1,0 +1,222 @@
+"""SB3's ``ActorCriticPolicy`` (``MlpPolicy``, Box actions) for K members at once.
+
+Every parameter is one tensor with a leading member axis: member k's ``mlp_extractor.policy_net.0.weight`` is
+``params["mlp_extractor.policy_net.0.weight"][k]``, with SB3's name and SB3's shape behind the member axis, so a
+member's weights go to and from an SB3 policy by name (:meth:`BatchedActorCritic.load_member`,
+:meth:`BatchedActorCritic.store_member`). The layers are batched matrix products (``torch.baddbmm``).
+
+Initialisation is SB3's own: member k's weights are those an SB3 policy built right after ``torch.manual_seed(seed_k)``
+gets (default ``nn.Linear`` draws, then orthogonal with gains sqrt(2) for the hidden layers, 0.01 for the action
+head, 1 for the value head, and ``log_std_init``), which is exactly how ``PPO(seed=seed_k)`` starts.
+
+Distributions, term for term as SB3's (``stable_baselines3/common/distributions.py``) and torch's ``Normal``:
+
+* diagonal Gaussian: ``std = ones_like(mean) * exp(log_std)``;
+* gSDE (``StateDependentNoiseDistribution``, ``learn_features=False``): ``std = exp(log_std)`` (or ``expln``),
+  broadcast to (latent, action) without ``full_std``; ``scale = sqrt((latent_pi.detach()**2) @ std**2 + 1e-6)``;
+  a sampled action is ``mean + latent_pi.detach() @ E`` with one exploration matrix ``E ~ N(0, std)`` per env,
+  redrawn by :meth:`BatchedActorCritic.reset_noise`.
+
+Each member draws its noise from its own ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from rl_adaloss.errors import UsageError
+
+__all__ = ["BatchedActorCritic", "ACTIVATIONS"]
+
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "elu": nn.functional.elu,
+               "leaky_relu": nn.functional.leaky_relu, "gelu": nn.functional.gelu, "silu": nn.functional.silu}
+_ACTIVATION_MODULES = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU,
+                       "silu": nn.SiLU}
+_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
+_SDE_EPSILON = 1e-6
+
+
+class BatchedActorCritic:
+    """K members' actor-critic MLPs; ``params`` maps SB3's parameter names to member-stacked tensors."""
+
+    def __init__(self, seeds: Sequence[int], observation_space, action_space, net_arch=(64, 64),
+                 activation_fn: str = "tanh", ortho_init: bool = True, log_std_init: float = 0.0,
+                 use_sde: bool = False, full_std: bool = True, use_expln: bool = False, squash_output: bool = False,
+                 share_features_extractor: bool = True, noise_seeds: Sequence[int] | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        from gymnasium import spaces
+
+        if not isinstance(action_space, spaces.Box):
+            raise UsageError(f"env: the batched engine supports continuous (Box) actions only, got {action_space}")
+        if squash_output:
+            raise UsageError("policy_kwargs.squash_output: not supported by the batched engine")
+        if activation_fn not in ACTIVATIONS:
+            raise UsageError(f"policy_kwargs.activation_fn: unknown activation {activation_fn!r}")
+        self.members = len(seeds)
+        self.device = torch.device(device)
+        self.use_sde, self.full_std, self.use_expln = use_sde, full_std, use_expln
+        self.activation = ACTIVATIONS[activation_fn]
+        self.action_dim = int(action_space.shape[0])
+        self.sb3_kwargs = dict(net_arch=list(net_arch) if not isinstance(net_arch, dict) else dict(net_arch),
+                               activation_fn=_ACTIVATION_MODULES[activation_fn], ortho_init=ortho_init,
+                               log_std_init=log_std_init, use_sde=use_sde, full_std=full_std, use_expln=use_expln,
+                               share_features_extractor=share_features_extractor)
+        self.observation_space, self.action_space = observation_space, action_space
+        # Member k's initial weights: an SB3 policy built right after torch.manual_seed(seeds[k]).
+        states = []
+        for seed in seeds:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed))
+                states.append(self.sb3_policy().state_dict())
+        self.names = list(states[0])
+        self.params: dict[str, nn.Parameter] = {
+            name: nn.Parameter(torch.stack([s[name] for s in states]).to(self.device)) for name in self.names}
+        self.pi_layers = self._layers("mlp_extractor.policy_net")
+        self.vf_layers = self._layers("mlp_extractor.value_net")
+        self.generators = [torch.Generator(device=self.device).manual_seed(int(s))
+                           for s in (noise_seeds if noise_seeds is not None else seeds)]
+        self.exploration = None  # gSDE: (K, n_envs, latent, action)
+
+    # -- SB3 interop ------------------------------------------------------------------------------------------
+
+    def sb3_policy(self):
+        """A fresh SB3 ``ActorCriticPolicy`` with these networks' shapes (its weights are its own draws)."""
+        from stable_baselines3.common.policies import ActorCriticPolicy
+
+        return ActorCriticPolicy(self.observation_space, self.action_space, lambda _: 0.0, **self.sb3_kwargs)
+
+    @torch.no_grad()
+    def load_member(self, k: int, policy) -> None:
+        """Copy an SB3 policy's weights (by name) into member k."""
+        state = policy.state_dict()
+        for name in self.names:
+            self.params[name][k].copy_(state[name])
+
+    @torch.no_grad()
+    def store_member(self, k: int, policy) -> None:
+        """Copy member k's weights into an SB3 policy (by name)."""
+        state = policy.state_dict()
+        for name in self.names:
+            state[name].copy_(self.params[name][k])
+
+    def _layers(self, prefix: str) -> list[tuple[nn.Parameter, nn.Parameter]]:
+        indices = sorted({int(name[len(prefix) + 1:].split(".")[0]) for name in self.names if name.startswith(prefix + ".")})
+        return [(self.params[f"{prefix}.{i}.weight"], self.params[f"{prefix}.{i}.bias"]) for i in indices]
+
+    # -- parameters by network (SeparateOptimizersPolicy's split and order) -------------------------------------
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        return [p for w, b in self.pi_layers for p in (w, b)] + [self.params["action_net.weight"],
+                                                                 self.params["action_net.bias"], self.params["log_std"]]
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        return [p for w, b in self.vf_layers for p in (w, b)] + [self.params["value_net.weight"],
+                                                                 self.params["value_net.bias"]]
+
+    def parameters(self) -> list[nn.Parameter]:
+        """All parameters, in SB3's ``policy.parameters()`` order."""
+        return [self.params[name] for name in self.names]
+
+    # -- the networks ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    def _mlp(self, x: Tensor, layers) -> Tensor:
+        for weight, bias in layers:
+            x = self.activation(self._linear(x, weight, bias))
+        return x
+
+    def latents(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """``latent_pi``, ``latent_vf`` for observations (K, B, obs_dim)."""
+        obs = obs.to(torch.float32)
+        return self._mlp(obs, self.pi_layers), self._mlp(obs, self.vf_layers)
+
+    def value_from_latent(self, latent_vf: Tensor) -> Tensor:
+        return self._linear(latent_vf, self.params["value_net.weight"], self.params["value_net.bias"])[..., 0]
+
+    def predict_values(self, obs: Tensor) -> Tensor:
+        """Values (K, B)."""
+        return self.value_from_latent(self._mlp(obs.to(torch.float32), self.vf_layers))
+
+    def _sde_std(self) -> Tensor:
+        log_std = self.params["log_std"]
+        if self.use_expln:
+            below = torch.exp(log_std) * (log_std <= 0)
+            safe = log_std * (log_std > 0) + _SDE_EPSILON
+            std = below + (torch.log1p(safe) + 1.0) * (log_std > 0)
+        else:
+            std = torch.exp(log_std)
+        if self.full_std:
+            return std
+        return torch.ones(self.members, log_std.shape[1], self.action_dim, device=log_std.device) * std
+
+    def distribution(self, latent_pi: Tensor) -> tuple[Tensor, Tensor]:
+        """The action distribution's (mean, scale), each (K, B, action_dim)."""
+        mean = self._linear(latent_pi, self.params["action_net.weight"], self.params["action_net.bias"])
+        if self.use_sde:
+            variance = torch.bmm(latent_pi.detach() ** 2, self._sde_std() ** 2)
+            return mean, torch.sqrt(variance + _SDE_EPSILON)
+        return mean, torch.ones_like(mean) * self.params["log_std"].exp().unsqueeze(1)
+
+    @staticmethod
+    def log_prob(actions: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
+        """torch's ``Normal.log_prob``, summed over the action dimension: (K, B)."""
+        var = scale**2
+        return (-((actions - mean) ** 2) / (2 * var) - scale.log() - _LOG_SQRT_2PI).sum(dim=-1)
+
+    @staticmethod
+    def entropy(scale: Tensor) -> Tensor:
+        return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(scale)).sum(dim=-1)
+
+    @staticmethod
+    def valid(mean: Tensor, scale: Tensor) -> Tensor:
+        """Per member: would torch's ``Normal`` accept these arguments (finite mean, finite positive scale)?"""
+        ok = torch.isfinite(mean) & torch.isfinite(scale) & (scale > 0)
+        return ok.flatten(1).all(dim=1)
+
+    def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """SB3's ``evaluate_actions``: values, log-prob and entropy (each (K, B)), plus per-member validity (K,)."""
+        latent_pi, latent_vf = self.latents(obs)
+        mean, scale = self.distribution(latent_pi)
+        return (self.value_from_latent(latent_vf), self.log_prob(actions, mean, scale), self.entropy(scale),
+                self.valid(mean, scale))
+
+    # -- acting -----------------------------------------------------------------------------------------------
+
+    def _normal(self, shape: tuple[int, ...]) -> Tensor:
+        """Standard normal draws (K, *shape), member k's from its own generator."""
+        return torch.stack([torch.randn(shape, generator=g, device=self.device) for g in self.generators])
+
+    @torch.no_grad()
+    def reset_noise(self, n_envs: int) -> None:
+        """gSDE: draw one exploration matrix per member and env, ``E ~ N(0, std)``."""
+        std = self._sde_std()
+        self.exploration = self._normal((n_envs, *std.shape[1:])) * std.unsqueeze(1)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """SB3's ``policy(obs)``: actions (K, n, A), values (K, n), log-probs (K, n), and validity (K,)."""
+        latent_pi, latent_vf = self.latents(obs)
+        mean, scale = self.distribution(latent_pi)
+        if deterministic:
+            actions = mean
+        elif self.use_sde:
+            actions = mean + torch.einsum("knl,knla->kna", latent_pi, self.exploration)
+        else:
+            actions = mean + self._normal(tuple(mean.shape[1:])) * scale
+        return actions, self.value_from_latent(latent_vf), self.log_prob(actions, mean, scale), self.valid(mean, scale)
+
+    @torch.no_grad()
+    def predict(self, obs: Tensor) -> Tensor:
+        """Deterministic actions (the mean), clipped to the action space, as SB3's ``predict`` gives them."""
+        latent_pi = self._mlp(obs.to(torch.float32), self.pi_layers)
+        mean = self._linear(latent_pi, self.params["action_net.weight"], self.params["action_net.bias"])
+        low = torch.as_tensor(self.action_space.low, device=self.device)
+        high = torch.as_tensor(self.action_space.high, device=self.device)
+        return torch.clamp(mean, low, high)

@@ -109,7 +109,7 @@ class CartPoleSwingUpEnv(gym.Env):
 
         x, x_dot, theta, theta_dot = (float(v) for v in self.state)
         s, c = np.sin(theta), np.cos(theta)
-        m_p, g, M, b, l, mpl = (
+        m_p, g, M, b, l, mpl = (  # noqa: E741 - the physics symbols of the model
             self.mass_pole,
             self.gravity,
             self.total_mass,

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import ConfigDict, Field, PositiveInt, field_validator, model_validator
+from torch import nn
 
 from rl_adaloss.errors import UsageError
 from rl_adaloss.optim import OPTIMIZERS
@@ -36,8 +38,10 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 #: ``lin_3e-4``: rl-baselines3-zoo's linear schedule, from the value at the start to 0 at the end.
 SCHEDULE = re.compile(r"^lin_([0-9.]+(?:[eE][-+]?[0-9]+)?)$")
-Schedule = Union[float, str]
-ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
+Schedule = float | str
+#: ``policy_kwargs.activation_fn`` by name.
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU,
+               "silu": nn.SiLU}
 
 
 def schedule(value: float | str) -> float | Callable[[float], float]:
@@ -70,7 +74,7 @@ class NormalizeSection(Section):
     reward: bool = Field(False, description="scale rewards by the running std of the discounted return")
     clip_obs: float = Field(10.0, gt=0, description="clip normalized observations to +-clip_obs")
     clip_reward: float = Field(10.0, gt=0, description="clip normalized rewards to +-clip_reward")
-    gamma: Optional[float] = Field(None, gt=0, le=1, description="discount of the return whose std scales rewards "
+    gamma: float | None = Field(None, gt=0, le=1, description="discount of the return whose std scales rewards "
                                                                   "(null: ppo.gamma)")
     epsilon: float = Field(1e-8, gt=0, description="added to the variance to avoid dividing by zero")
 
@@ -84,14 +88,14 @@ class PPOSection(Section):
     gamma: float = Field(0.99, ge=0, le=1, description="discount factor")
     gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE(lambda)")
     clip_range: Schedule = Field(0.2, description="PPO's clip range: a number or a schedule such as lin_0.2")
-    clip_range_vf: Optional[Schedule] = Field(None, description="value clipping range (null: no value clipping)")
+    clip_range_vf: Schedule | None = Field(None, description="value clipping range (null: no value clipping)")
     normalize_advantage: bool = Field(True, description="normalize advantages per minibatch")
     ent_coef: float = Field(0.0, description="entropy bonus coefficient")
     vf_coef: float = Field(0.5, ge=0, description="value loss coefficient")
     max_grad_norm: float = Field(0.5, gt=0, description="gradient clipping norm (per network in the separate layout)")
     use_sde: bool = Field(False, description="generalized state-dependent exploration (continuous actions only)")
     sde_sample_freq: int = Field(-1, ge=-1, description="resample the gSDE noise every n steps (-1: per rollout)")
-    target_kl: Optional[float] = Field(None, gt=0, description="stop an update's epochs early above 1.5 x this KL")
+    target_kl: float | None = Field(None, gt=0, description="stop an update's epochs early above 1.5 x this KL")
     stats_window_size: PositiveInt = Field(100, description="episodes averaged in rollout/ep_rew_mean")
 
     _check = field_validator("clip_range", "clip_range_vf")(_check_schedule)
@@ -100,9 +104,9 @@ class PPOSection(Section):
 class PolicySection(Section):
     """SB3's ``policy_kwargs`` for ``MlpPolicy`` (the optimizer settings are the ``optimizer`` section)."""
 
-    net_arch: Union[list[int], dict[Literal["pi", "vf"], list[int]]] = Field(
+    net_arch: list[int] | dict[Literal["pi", "vf"], list[int]] = Field(
         [64, 64], description="hidden layers, shared shape [64, 64] or per network {pi: [..], vf: [..]}")
-    activation_fn: Literal[ACTIVATIONS] = Field("tanh", description=f"activation: {', '.join(ACTIVATIONS)}")
+    activation_fn: Literal[tuple(ACTIVATIONS)] = Field("tanh", description=f"activation: {', '.join(ACTIVATIONS)}")
     ortho_init: bool = Field(True, description="orthogonal initialisation with SB3's gains")
     log_std_init: float = Field(0.0, description="initial log standard deviation of the action distribution")
     full_std: bool = Field(True, description="gSDE: one std per action and feature (false: per feature)")
@@ -121,8 +125,8 @@ class OptimizerSection(Section):
         "separate", description="separate: actor and critic optimizers, each fed its own loss; joint: SB3's one "
                                 "optimizer fed the total loss")
     lr: Schedule = Field(3e-4, description="the base step size eta (adam: the learning rate); or lin_<eta>")
-    actor: Optional[dict[str, Any]] = Field(None, description="per-network overrides of the actor's optimizer")
-    critic: Optional[dict[str, Any]] = Field(None, description="per-network overrides of the critic's optimizer")
+    actor: dict[str, Any] | None = Field(None, description="per-network overrides of the actor's optimizer")
+    critic: dict[str, Any] | None = Field(None, description="per-network overrides of the critic's optimizer")
 
     _check = field_validator("lr")(_check_schedule)
 
@@ -138,7 +142,7 @@ class OptimizerSection(Section):
         return data
 
     @model_validator(mode="after")
-    def _check_arguments(self) -> "OptimizerSection":
+    def _check_arguments(self) -> OptimizerSection:
         check_optimizer(self.name, self.layout, self.lr, self.model_extra or {}, self.actor, self.critic)
         return self
 
@@ -156,8 +160,10 @@ class TrainConfig(Section):
     total_timesteps: PositiveInt = Field(100_000, description="environment steps to train for")
     n_envs: PositiveInt = Field(1, description="parallel training envs")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device of the networks")
-    normalize: NormalizeSection = Field(default_factory=NormalizeSection, description="VecNormalize (true/false: obs and reward)")
-    eval: EvalSection = Field(default_factory=EvalSection, description="deterministic evaluation on a separately seeded env")
+    normalize: NormalizeSection = Field(default_factory=NormalizeSection,
+                                        description="VecNormalize (true/false: obs and reward)")
+    eval: EvalSection = Field(default_factory=EvalSection,
+                              description="deterministic evaluation on a separately seeded env")
     checkpoint_freq: PositiveInt = Field(20_000, description="save a resumable checkpoint every this many steps")
     ppo: PPOSection = Field(default_factory=PPOSection, description="PPO's settings")
     policy_kwargs: PolicySection = Field(default_factory=PolicySection, description="the policy's networks")
@@ -169,7 +175,7 @@ class TrainConfig(Section):
         return {"obs": value, "reward": value} if isinstance(value, bool) else value
 
     @model_validator(mode="after")
-    def _runnable(self) -> "TrainConfig":
+    def _runnable(self) -> TrainConfig:
         check_runnable(self)
         return self
 

@@ -8,7 +8,7 @@ is written.
 from __future__ import annotations
 
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 class UsageError(Exception):

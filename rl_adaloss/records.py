@@ -38,7 +38,7 @@ class RunRecord:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, entry: dict[str, Any]) -> "RunRecord":
+    def from_json(cls, entry: dict[str, Any]) -> RunRecord:
         return cls(env=str(entry["env"]), optimizer=str(entry["optimizer"]), b0=float(entry["b0"]),
                    seed=int(entry["seed"]), run_dir=str(entry["run_dir"]), status=entry.get("status") or "not run",
                    reason=entry.get("reason"), diverged_at=entry.get("diverged_at"))

@@ -35,10 +35,11 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import ConfigDict, Field, PositiveInt, field_validator
@@ -72,7 +73,7 @@ class Variant(Section):
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(description=f"the rule: {', '.join(OPTIMIZERS)}")
-    layout: Optional[Literal["separate", "joint"]] = Field(None, description="separate or joint (null: the base's)")
+    layout: Literal["separate", "joint"] | None = Field(None, description="separate or joint (null: the base's)")
 
 
 def _variants(value: Any) -> Any:
@@ -89,11 +90,11 @@ def _variants(value: Any) -> Any:
 class QuickSection(Section):
     """What ``--quick`` changes."""
 
-    b0: Optional[list[float]] = Field(None, description="the quick grid's b0 values")
-    seeds: Optional[list[int]] = Field(None, description="the quick grid's seeds")
-    total_timesteps: Optional[PositiveInt] = Field(None, description="the quick budget per run")
-    overrides: Optional[dict[str, Any]] = Field(None, description="the quick runs' overrides")
-    optimizers: Optional[dict[str, Variant]] = Field(None, description="the quick grid's variants")
+    b0: list[float] | None = Field(None, description="the quick grid's b0 values")
+    seeds: list[int] | None = Field(None, description="the quick grid's seeds")
+    total_timesteps: PositiveInt | None = Field(None, description="the quick budget per run")
+    overrides: dict[str, Any] | None = Field(None, description="the quick runs' overrides")
+    optimizers: dict[str, Variant] | None = Field(None, description="the quick grid's variants")
 
     _b0 = field_validator("b0", mode="before")(lambda v: v if v is None else _positive_numbers(v))
     _seeds = field_validator("seeds", mode="before")(lambda v: v if v is None else _integers(v))
@@ -105,13 +106,13 @@ class SweepConfig(Section):
     name: str = Field(description="the sweep folder's name, under --out-dir")
     base: str = Field(description="the training config every run starts from (relative to the sweep config, or "
                                   "a shipped config's name)")
-    total_timesteps: Optional[PositiveInt] = Field(None, description="the budget of every run (null: the base's)")
+    total_timesteps: PositiveInt | None = Field(None, description="the budget of every run (null: the base's)")
     eta: float = Field(1.0, gt=0, description="base step size: every run's first step is eta/sqrt(b0)")
     b0: list[float] = Field(description="initial accumulators (AdamLoss's unsquared b0)")
     seeds: list[int] = Field(description="seeds of every grid point")
     optimizers: dict[str, Variant] = Field(description="named variants: a rule plus how it is wired")
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted keys set in every run")
-    quick: Optional[QuickSection] = Field(None, description="what --quick changes")
+    quick: QuickSection | None = Field(None, description="what --quick changes")
     ray_gpu_fraction: float = Field(0.25, gt=0, le=1, description="GPU share of a Ray task with device: cuda")
 
     _b0 = field_validator("b0", mode="before")(_positive_numbers)
@@ -463,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         with sigterm_as_interrupt():
             counts = run_sweep(sweep, args.out_dir, args.workers, args.backend, args.address)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished runs are kept; run the same command to resume", file=sys.stderr)
+        print("\ninterrupted: finished runs are kept; run the same command to resume", file=sys.stderr)
         return 130
     except UsageError as error:
         return report_usage_error(error)

@@ -36,17 +36,24 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
 
-import torch
-
 import envs  # noqa: F401  (registers CartPoleSwingUp-v1)
-from rl_adaloss.config import (TrainConfig, dump_config, load_config, load_raw, override, print_config, resolve,
-                               schedule)
-from rl_adaloss.errors import UsageError, report_usage_error
-from rl_adaloss.schema import key_table, parse_override
-from rl_adaloss.io import read_json, write_atomic, write_json_atomic
 from rl_adaloss import snapshot
+from rl_adaloss.config import (
+    ACTIVATIONS,
+    TrainConfig,
+    dump_config,
+    load_config,
+    load_raw,
+    override,
+    print_config,
+    resolve,
+    schedule,
+)
+from rl_adaloss.errors import UsageError, report_usage_error
+from rl_adaloss.io import read_json, write_atomic, write_json_atomic
 from rl_adaloss.optim import OPTIMIZERS
 from rl_adaloss.ppo import AdaLossPPO, TrainingDiverged
+from rl_adaloss.schema import key_table, parse_override
 
 EVAL_COLUMNS = ["timesteps", "mean_reward", "std_reward",
                 "actor_effective_lr", "critic_effective_lr", "actor_b", "critic_b"]
@@ -67,15 +74,11 @@ def make_envs(config: dict[str, Any], run_dir: Path, seed: int, resume: bool):
     normalize = config["normalize"]
     if normalize["obs"] or normalize["reward"]:
         gamma = normalize["gamma"] if normalize["gamma"] is not None else config["ppo"]["gamma"]
-        common = dict(clip_obs=normalize["clip_obs"], clip_reward=normalize["clip_reward"], epsilon=normalize["epsilon"],
-                      gamma=gamma)
+        common = dict(clip_obs=normalize["clip_obs"], clip_reward=normalize["clip_reward"],
+                      epsilon=normalize["epsilon"], gamma=gamma)
         train_env = VecNormalize(train_env, norm_obs=normalize["obs"], norm_reward=normalize["reward"], **common)
         eval_env = VecNormalize(eval_env, training=False, norm_obs=normalize["obs"], norm_reward=False, **common)
     return train_env, eval_env
-
-
-ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU, "leaky_relu": torch.nn.LeakyReLU,
-               "gelu": torch.nn.GELU, "silu": torch.nn.SiLU}
 
 
 def build_model(config: dict[str, Any], env) -> AdaLossPPO:
@@ -126,7 +129,7 @@ class EvalCheckpointProgress(BaseCallback):
     ``checkpoint_freq`` steps, and advance the progress bar. Hooked on rollout start, the first moment after an
     update."""
 
-    def __init__(self, run: "Run") -> None:
+    def __init__(self, run: Run) -> None:
         super().__init__()
         self.run = run
 

@@ -71,7 +71,8 @@ def test_grid_pairs_optimizers_at_the_same_initial_step(tmp_path):
         # Everything but the optimizer and the seed is the base config's.
         assert {k: v for k, v in point.config.items() if k not in ("optimizer", "seed")} == \
                {k: v for k, v in base.items() if k not in ("optimizer", "seed")}
-        assert optimizer.get("eps", base["optimizer"]["eps"]) == base["optimizer"]["eps"] or optimizer["name"] == "adaloss"
+        assert (optimizer.get("eps", base["optimizer"]["eps"]) == base["optimizer"]["eps"]
+                or optimizer["name"] == "adaloss")
         assert point.run_dir == (tmp_path / "out" / "tiny" / "Pendulum-v1" / point.optimizer
                                  / f"b0={format_b0(point.b0)}" / f"seed={point.seed}")
     layouts = {p.optimizer: p.config["optimizer"]["layout"] for p in points}
@@ -238,7 +239,7 @@ def check_report(root: Path, tensorboard) -> None:
     with tensorboard(root) as get:
         tags = poll(lambda: get("/data/plugin/scalars/tags"),
                     lambda t: wanted <= set(t.get("aggregate", {})) and len(t) >= 5)
-        layout = poll(lambda: get("/data/plugin/custom_scalars/layout"), lambda l: bool(l.get("category")))
+        layout = poll(lambda: get("/data/plugin/custom_scalars/layout"), lambda found: bool(found.get("category")))
     run_tags = {run: set(t) for run, t in tags.items() if run.startswith("Pendulum-v1/")}
     assert len(run_tags) == 4, tags.keys()
     for run, names in run_tags.items():

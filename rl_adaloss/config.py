@@ -155,7 +155,8 @@ class OptimizerSection(Section):
 class TrainConfig(Section):
     """One PPO training run."""
 
-    env: str = Field("Pendulum-v1", description="gymnasium id, e.g. Pendulum-v1 or CartPoleSwingUp-v1")
+    env: str = Field("Pendulum-v1", description="gymnasium id: Pendulum-v1, CartPoleSwingUp-v1, "
+                                                "InvertedPendulumSwingupBulletEnv-v0 (the paper's; needs .[bullet])")
     seed: int = Field(0, description="random seed (training envs, networks; the eval env uses seed + 10000)")
     total_timesteps: PositiveInt = Field(100_000, description="environment steps to train for")
     n_envs: PositiveInt = Field(1, description="parallel training envs")
@@ -259,8 +260,9 @@ def check_runnable(config: TrainConfig) -> None:
     try:
         gymnasium.spec(config.env)
     except gymnasium.error.Error:
-        raise UsageError(f"env: unknown environment {config.env!r} (expected a gymnasium id such as Pendulum-v1 "
-                         f"or CartPoleSwingUp-v1)") from None
+        raise UsageError(f"env: unknown environment {config.env!r} (expected a gymnasium id such as Pendulum-v1, "
+                         f"CartPoleSwingUp-v1, or InvertedPendulumSwingupBulletEnv-v0 with pip install "
+                         f"'rl-adaloss[bullet]')") from None
     if config.policy_kwargs.squash_output and not config.ppo.use_sde:
         raise UsageError("policy_kwargs.squash_output: SB3 squashes actions only with gSDE; set ppo.use_sde=true")
     if config.ppo.use_sde:

@@ -371,7 +371,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                     "pendulum_adam (default: default, AdamLoss on Pendulum-v1)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config, every key with its description, and exit")
-    parser.add_argument("--env", help="gymnasium id: Pendulum-v1 or CartPoleSwingUp-v1")
+    parser.add_argument("--env", help="gymnasium id: Pendulum-v1, CartPoleSwingUp-v1 or "
+                                      "InvertedPendulumSwingupBulletEnv-v0 (the paper's task; pip install '.[bullet]')")
     parser.add_argument("--seed", type=int, help="random seed (training envs, networks; eval env uses seed+10000)")
     parser.add_argument("--total-timesteps", type=int, help="environment steps to train for")
     parser.add_argument("--n-envs", type=int, help="parallel training envs (rollout = n_envs x ppo.n_steps)")

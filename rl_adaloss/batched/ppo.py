@@ -1,0 +1,435 @@
+"""K independent ``AdaLossPPO`` runs ("members") advanced in lockstep: rollouts, VecNormalize, GAE and the update.
+
+Each member is the algorithm of :class:`rl_adaloss.ppo.AdaLossPPO` over SB3's ``DummyVecEnv`` + ``VecNormalize``,
+term for term (``stable_baselines3/ppo/ppo.py``, ``common/on_policy_algorithm.py``, ``common/buffers.py``,
+``common/vec_env/vec_normalize.py``); the members share the environment, the PPO settings, the network shapes and
+the optimizer rule and layout, and differ in seed, ``lr``/``b0``, and ``alpha``/``c``.
+
+* Rollouts of ``n_envs x n_steps`` per member; gSDE exploration matrices redrawn every ``sde_sample_freq`` steps
+  (and at each rollout's start); actions clipped to the action space for the env, unclipped in the buffer; rewards
+  of truncated (not terminated) episodes bootstrapped by ``gamma`` times the value of the terminal observation.
+* VecNormalize per member: running mean/var of the observations (RunningMeanStd, count 1e-4), clipped to
+  ``clip_obs``; rewards divided by the running std of the discounted return, clipped to ``clip_reward``.
+* GAE(lambda) in float32, as SB3's ``RolloutBuffer.compute_returns_and_advantage``.
+* The update: per member and epoch an independent permutation of the ``n_envs * n_steps`` samples (SB3's
+  swap-and-flatten order), minibatches of ``batch_size`` (the last one may be shorter), advantages normalized per
+  minibatch, the clipped surrogate, optional value clipping, the entropy term, the actor and critic losses of
+  ``AdaLossPPO`` (or the total loss in the joint layout), gradients clipped per network and member, and target_kl's
+  early stop per member.
+* Divergence per member: a non-finite loss, parameter or step size after an update, or an action distribution torch
+  would refuse (a non-finite mean, a non-finite or zero scale) in a rollout or an update, freezes the member at that
+  step (``diverged_at``); the others go on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rl_adaloss.batched.envs import BatchedEnv, StepResult, make_batched_env
+from rl_adaloss.batched.optim import MemberOptimizer, clip_grad_norm_per_member
+from rl_adaloss.batched.policy import BatchedActorCritic
+from rl_adaloss.errors import UsageError
+
+__all__ = ["BatchedPPO", "BatchedVecNormalize", "RunningMeanStd", "PPOSettings", "NormalizeSettings"]
+
+#: As rl_adaloss.train: the evaluation env's seed is the training seed plus this.
+EVAL_SEED_OFFSET = 10_000
+
+
+# -- VecNormalize ---------------------------------------------------------------------------------------------------
+
+class RunningMeanStd:
+    """SB3's ``RunningMeanStd`` for K members: float64 mean/var of shape (K, *shape), counts (K,) from 1e-4."""
+
+    def __init__(self, members: int, shape: tuple[int, ...] = (), epsilon: float = 1e-4, device="cpu") -> None:
+        self.mean = torch.zeros(members, *shape, dtype=torch.float64, device=device)
+        self.var = torch.ones(members, *shape, dtype=torch.float64, device=device)
+        self.count = torch.full((members,), epsilon, dtype=torch.float64, device=device)
+
+    def update(self, x: Tensor) -> None:
+        """``x``: (K, batch, *shape); the batch moments in x's dtype, as numpy takes them."""
+        batch_mean = x.mean(dim=1).to(torch.float64)
+        batch_var = x.var(dim=1, unbiased=False).to(torch.float64)
+        batch_count = x.shape[1]
+        view = (-1,) + (1,) * (self.mean.dim() - 1)
+        count = self.count.view(view)
+        delta = batch_mean - self.mean
+        tot_count = count + batch_count
+        new_mean = self.mean + delta * batch_count / tot_count
+        m_2 = self.var * count + batch_var * batch_count + delta**2 * count * batch_count / tot_count
+        self.mean, self.var, self.count = new_mean, m_2 / tot_count, self.count + batch_count
+
+
+@dataclass
+class NormalizeSettings:
+    obs: bool = False
+    reward: bool = False
+    clip_obs: float = 10.0
+    clip_reward: float = 10.0
+    gamma: float = 0.99
+    epsilon: float = 1e-8
+
+
+class BatchedVecNormalize:
+    """SB3's ``VecNormalize`` around a batched env, with per-member statistics. ``training=False`` freezes them
+    (evaluation); ``norm_reward`` off gives the raw rewards."""
+
+    def __init__(self, env: BatchedEnv, settings: NormalizeSettings, training: bool = True) -> None:
+        self.env, self.settings, self.training = env, settings, training
+        K, n = env.members, env.n_envs
+        self.obs_rms = RunningMeanStd(K, (env.obs_dim,), device=env.device)
+        self.ret_rms = RunningMeanStd(K, (), device=env.device)
+        self.returns = torch.zeros(K, n, dtype=torch.float64, device=env.device)
+
+    def normalize_obs(self, obs: Tensor) -> Tensor:
+        if not self.settings.obs:
+            return obs
+        mean, var = self.obs_rms.mean.unsqueeze(1), self.obs_rms.var.unsqueeze(1)
+        clip = self.settings.clip_obs
+        return torch.clamp((obs - mean) / torch.sqrt(var + self.settings.epsilon), -clip, clip).to(torch.float32)
+
+    def normalize_reward(self, reward: Tensor) -> Tensor:
+        if self.settings.reward:
+            clip = self.settings.clip_reward
+            reward = torch.clamp(reward / torch.sqrt(self.ret_rms.var.unsqueeze(1) + self.settings.epsilon), -clip, clip)
+        return reward.to(torch.float32)
+
+    def reset(self) -> Tensor:
+        obs = self.env.reset()
+        self.returns.zero_()
+        if self.training and self.settings.obs:
+            self.obs_rms.update(obs)
+        return self.normalize_obs(obs)
+
+    def step(self, actions: Tensor) -> StepResult:
+        result = self.env.step(actions)
+        if self.training and self.settings.obs:
+            self.obs_rms.update(result.obs)
+        obs = self.normalize_obs(result.obs)
+        if self.training and self.settings.reward:
+            self.returns = self.returns * self.settings.gamma + result.reward
+            self.ret_rms.update(self.returns)
+        reward = self.normalize_reward(result.reward)
+        terminal = self.normalize_obs(result.terminal_obs)
+        self.returns[result.done] = 0
+        return StepResult(obs, reward, result.terminated, result.truncated, terminal)
+
+    def freeze_copy_stats_from(self, other: "BatchedVecNormalize") -> None:
+        """SB3's ``sync_envs_normalization``: the evaluation env takes the training env's observation statistics."""
+        self.obs_rms.mean, self.obs_rms.var = other.obs_rms.mean.clone(), other.obs_rms.var.clone()
+        self.obs_rms.count = other.obs_rms.count.clone()
+
+
+# -- the settings -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class PPOSettings:
+    n_steps: int = 2048
+    batch_size: int = 64
+    n_epochs: int = 10
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float | str = 0.2
+    clip_range_vf: float | str | None = None
+    normalize_advantage: bool = True
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    use_sde: bool = False
+    sde_sample_freq: int = -1
+    target_kl: float | None = None
+    stats_window_size: int = 100
+
+
+def _schedule(value: float | str | None) -> Callable[[float], float] | None:
+    from rl_adaloss.config import schedule
+
+    if value is None:
+        return None
+    s = schedule(value)
+    return s if callable(s) else (lambda _progress, v=float(s): v)
+
+
+@dataclass
+class Rollout:
+    """One rollout of K members: (K, n_steps, n_envs, ...) float32 tensors, and GAE's advantages and returns."""
+
+    obs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    episode_starts: Tensor
+    values: Tensor
+    log_probs: Tensor
+    advantages: Tensor | None = None
+    returns: Tensor | None = None
+
+
+@dataclass
+class UpdateStats:
+    """Per member, means over the minibatches it trained on (SB3's ``train/*`` records)."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+
+# -- the engine ---------------------------------------------------------------------------------------------------------
+
+class BatchedPPO:
+    """K ``AdaLossPPO`` members in lockstep. ``optimizer`` is the rule's name, ``layout`` ``separate`` or ``joint``,
+    and ``optimizer_kwargs[role][k]`` member k's constructor arguments for role ``actor``/``critic`` (``joint``)."""
+
+    def __init__(self, env_id: str, seeds: Sequence[int], n_envs: int, ppo: PPOSettings, policy_kwargs: dict[str, Any],
+                 normalize: NormalizeSettings, optimizer: str, layout: str,
+                 optimizer_kwargs: dict[str, Sequence[dict[str, Any]]], total_timesteps: int,
+                 device: str = "cpu", force_loop_optimizer: bool = False) -> None:
+        import gymnasium
+
+        import envs  # noqa: F401
+
+        self.members = len(seeds)
+        self.seeds = list(seeds)
+        self.n_envs = n_envs
+        self.ppo = ppo
+        self.total_timesteps = total_timesteps
+        self.device = torch.device(device)
+        self.layout = layout
+        if ppo.use_sde and ppo.sde_sample_freq == 0:
+            raise UsageError("ppo.sde_sample_freq: 0 is not supported by the batched engine (use -1 or > 0)")
+        probe = gymnasium.make(env_id)
+        try:
+            observation_space, action_space = probe.observation_space, probe.action_space
+        finally:
+            probe.close()
+        self.env = BatchedVecNormalize(make_batched_env(env_id, self.seeds, n_envs, device), normalize)
+        self.policy = BatchedActorCritic(self.seeds, observation_space, action_space, use_sde=ppo.use_sde,
+                                         noise_seeds=[s + 1_000_003 for s in self.seeds], device=device,
+                                         **policy_kwargs)
+        self.action_low = torch.as_tensor(action_space.low, device=self.device)
+        self.action_high = torch.as_tensor(action_space.high, device=self.device)
+        if layout == "separate":
+            roles = {"actor": self.policy.actor_parameters(), "critic": self.policy.critic_parameters()}
+        elif layout == "joint":
+            roles = {"joint": self.policy.parameters()}
+        else:
+            raise UsageError(f"optimizer.layout: expected separate or joint, got {layout!r}")
+        self.optimizers = {role: MemberOptimizer(optimizer, params, optimizer_kwargs[role], force_loop_optimizer)
+                           for role, params in roles.items()}
+        self.clip_range = _schedule(ppo.clip_range)
+        self.clip_range_vf = _schedule(ppo.clip_range_vf)
+        self.permutation_generators = [torch.Generator().manual_seed(s + 2_000_003) for s in self.seeds]
+        self.num_timesteps = 0
+        self.n_updates = 0
+        #: Per member: None while training, else the step at which it diverged, and why.
+        self.diverged_at: list[int | None] = [None] * self.members
+        self.diverged_reason: list[str | None] = [None] * self.members
+        self.last_obs: Tensor | None = None
+        self.last_episode_starts: Tensor | None = None
+        self.rollout: Rollout | None = None
+        self.stats = UpdateStats()
+
+    # -- divergence ---------------------------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> Tensor:
+        return torch.tensor([d is None for d in self.diverged_at], device=self.device)
+
+    def _diverge(self, mask: Tensor, reason: str) -> None:
+        for k in torch.nonzero(mask).flatten().tolist():
+            if self.diverged_at[k] is None:
+                self.diverged_at[k] = self.num_timesteps
+                self.diverged_reason[k] = reason
+
+    # -- rollouts -----------------------------------------------------------------------------------------------
+
+    def _progress_remaining(self) -> float:
+        return 1.0 - float(self.num_timesteps) / float(self.total_timesteps)
+
+    @torch.no_grad()
+    def collect_rollouts(self) -> Rollout:
+        """One rollout of ``n_steps`` per env and member, with GAE computed (``OnPolicyAlgorithm.collect_rollouts``)."""
+        K, n, T = self.members, self.n_envs, self.ppo.n_steps
+        if self.last_obs is None:
+            self.last_obs = self.env.reset()
+            self.last_episode_starts = torch.ones(K, n, dtype=torch.float32, device=self.device)
+        obs_dim = self.last_obs.shape[-1]
+        A = self.policy.action_dim
+        buf = Rollout(obs=torch.zeros(K, T, n, obs_dim, device=self.device),
+                      actions=torch.zeros(K, T, n, A, device=self.device),
+                      rewards=torch.zeros(K, T, n, device=self.device),
+                      episode_starts=torch.zeros(K, T, n, device=self.device),
+                      values=torch.zeros(K, T, n, device=self.device),
+                      log_probs=torch.zeros(K, T, n, device=self.device))
+        if self.ppo.use_sde:
+            self.policy.reset_noise(n)
+        for step in range(T):
+            if self.ppo.use_sde and self.ppo.sde_sample_freq > 0 and step % self.ppo.sde_sample_freq == 0:
+                self.policy.reset_noise(n)
+            actions, values, log_probs, valid = self.policy.act(self.last_obs)
+            if not bool(valid.all()):
+                self._diverge(~valid, "the action distribution became invalid (a NaN mean, or a NaN, infinite or "
+                                      "zero scale)")
+            clipped = torch.clamp(actions, self.action_low, self.action_high)
+            result = self.env.step(clipped)
+            self.num_timesteps += n
+            rewards = result.reward
+            bootstrap = result.time_limit
+            if bool(bootstrap.any()):
+                terminal_values = self.policy.predict_values(result.terminal_obs)
+                rewards = torch.where(bootstrap, rewards + self.ppo.gamma * terminal_values, rewards)
+            buf.obs[:, step] = self.last_obs
+            buf.actions[:, step] = actions
+            buf.rewards[:, step] = rewards
+            buf.episode_starts[:, step] = self.last_episode_starts
+            buf.values[:, step] = values
+            buf.log_probs[:, step] = log_probs
+            self.last_obs = result.obs
+            self.last_episode_starts = result.done.to(torch.float32)
+        last_values = self.policy.predict_values(self.last_obs)
+        self.compute_returns_and_advantage(buf, last_values, self.last_episode_starts)
+        self.rollout = buf
+        return buf
+
+    def compute_returns_and_advantage(self, buf: Rollout, last_values: Tensor, dones: Tensor) -> None:
+        """GAE(lambda), SB3's loop over the steps backwards, in float32, for all members and envs at once."""
+        gamma, lam = self.ppo.gamma, self.ppo.gae_lambda
+        T = buf.rewards.shape[1]
+        advantages = torch.zeros_like(buf.rewards)
+        last_gae_lam = torch.zeros_like(buf.rewards[:, 0])
+        for step in reversed(range(T)):
+            if step == T - 1:
+                next_non_terminal = 1.0 - dones.to(torch.float32)
+                next_values = last_values
+            else:
+                next_non_terminal = 1.0 - buf.episode_starts[:, step + 1]
+                next_values = buf.values[:, step + 1]
+            delta = buf.rewards[:, step] + gamma * next_values * next_non_terminal - buf.values[:, step]
+            last_gae_lam = delta + gamma * lam * next_non_terminal * last_gae_lam
+            advantages[:, step] = last_gae_lam
+        buf.advantages = advantages
+        buf.returns = advantages + buf.values
+
+    # -- the update ---------------------------------------------------------------------------------------------
+
+    def permutations(self, epoch: int) -> Tensor:
+        """(K, N): member k's minibatch order for this epoch, from its own generator."""
+        N = self.n_envs * self.ppo.n_steps
+        return torch.stack([torch.randperm(N, generator=g) for g in self.permutation_generators]).to(self.device)
+
+    @staticmethod
+    def _flatten(x: Tensor) -> Tensor:
+        """(K, T, n, ...) -> (K, n*T, ...) in SB3's swap-and-flatten order (env-major)."""
+        K, T, n = x.shape[:3]
+        return x.transpose(1, 2).reshape(K, n * T, *x.shape[3:])
+
+    def train(self, permutations: Callable[[int], Tensor] | None = None) -> None:
+        """One PPO update of every live member on ``self.rollout`` (``AdaLossPPO.train``, term for term).
+
+        ``permutations(epoch)`` gives the (K, N) minibatch orders; by default each member's own generator draws them.
+        """
+        buf = self.rollout
+        assert buf is not None and buf.advantages is not None
+        permutations = permutations or self.permutations
+        K, B = self.members, self.ppo.batch_size
+        progress = self._progress_remaining()
+        clip_range = self.clip_range(progress)
+        clip_range_vf = self.clip_range_vf(progress) if self.clip_range_vf is not None else None
+        data = dict(obs=self._flatten(buf.obs), actions=self._flatten(buf.actions),
+                    old_values=self._flatten(buf.values), old_log_prob=self._flatten(buf.log_probs),
+                    advantages=self._flatten(buf.advantages), returns=self._flatten(buf.returns))
+        N = data["obs"].shape[1]
+        members = torch.arange(K, device=self.device).unsqueeze(1)
+        # Members that take steps in this update: alive, and not yet stopped by target_kl.
+        active = self.alive.clone()
+        sums: dict[str, Tensor] = {}
+        counts = torch.zeros(K, device=self.device)
+        finite_losses = torch.ones(K, dtype=torch.bool, device=self.device)
+
+        def record(name: str, value: Tensor, mask: Tensor) -> None:
+            sums[name] = sums.get(name, torch.zeros(K, device=self.device)) + torch.where(mask, value.detach(), 0.0)
+
+        for epoch in range(self.ppo.n_epochs):
+            if not bool(active.any()):
+                break
+            order = permutations(epoch)
+            for start in range(0, N, B):
+                if not bool(active.any()):
+                    break
+                idx = order[:, start:start + B]
+                mb = {name: value[members, idx] for name, value in data.items()}
+                values, log_prob, entropy, valid = self.policy.evaluate_actions(mb["obs"], mb["actions"])
+                if not bool(valid[active].all()):
+                    self._diverge(active & ~valid, "the action distribution became invalid (a NaN mean, or a NaN, "
+                                                   "infinite or zero scale)")
+                    active = active & valid
+                advantages = mb["advantages"]
+                if self.ppo.normalize_advantage and advantages.shape[1] > 1:
+                    advantages = (advantages - advantages.mean(dim=1, keepdim=True)) / (
+                        advantages.std(dim=1, keepdim=True) + 1e-8)
+                ratio = torch.exp(log_prob - mb["old_log_prob"])
+                policy_loss_1 = advantages * ratio
+                policy_loss_2 = advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+                policy_loss = -torch.min(policy_loss_1, policy_loss_2).mean(dim=1)
+                clip_fraction = torch.mean((torch.abs(ratio - 1) > clip_range).float(), dim=1)
+                if clip_range_vf is None:
+                    values_pred = values
+                else:
+                    values_pred = mb["old_values"] + torch.clamp(values - mb["old_values"], -clip_range_vf,
+                                                                 clip_range_vf)
+                value_loss = ((mb["returns"] - values_pred) ** 2).mean(dim=1)
+                entropy_loss = -torch.mean(entropy, dim=1)
+                actor_loss = policy_loss + self.ppo.ent_coef * entropy_loss
+                critic_loss = self.ppo.vf_coef * value_loss
+                loss = actor_loss + critic_loss
+                with torch.no_grad():
+                    log_ratio = log_prob - mb["old_log_prob"]
+                    approx_kl = torch.mean((torch.exp(log_ratio) - 1) - log_ratio, dim=1)
+                # AdaLossPPO records the losses (and checks them for NaN) before target_kl's break.
+                for name, value in (("policy_gradient_loss", policy_loss), ("value_loss", value_loss),
+                                    ("entropy_loss", entropy_loss), ("actor_loss", actor_loss),
+                                    ("critic_loss", critic_loss), ("clip_fraction", clip_fraction),
+                                    ("approx_kl", approx_kl)):
+                    record(name, value, active)
+                counts += active.float()
+                finite_losses &= ~active | (torch.isfinite(actor_loss) & torch.isfinite(critic_loss)).detach()
+                if self.ppo.target_kl is not None:
+                    active = active & ~(approx_kl > 1.5 * self.ppo.target_kl)
+                    if not bool(active.any()):
+                        break
+                for optimizer in self.optimizers.values():
+                    optimizer.zero_grad()
+                torch.where(active, loss, torch.zeros_like(loss)).sum().backward()
+                losses = {"actor": actor_loss, "critic": critic_loss, "joint": loss}
+                for role, optimizer in self.optimizers.items():
+                    clip_grad_norm_per_member(optimizer.params, self.ppo.max_grad_norm)
+                    optimizer.step(losses[role], active)
+            self.n_updates += 1
+        self._check_finite(finite_losses)
+        mean = {name: (value / counts.clamp(min=1)).tolist() for name, value in sums.items()}
+        self.stats = UpdateStats(mean)
+
+    def _check_finite(self, finite_losses: Tensor) -> None:
+        alive = self.alive
+        self._diverge(alive & ~finite_losses, "a loss became NaN or infinite")
+        for name, param in self.policy.params.items():
+            bad = ~torch.isfinite(param.detach()).flatten(1).all(dim=1)
+            self._diverge(self.alive & bad, f"parameter {name} became NaN or infinite")
+        for key, values in self.step_size_stats().items():
+            bad = torch.tensor([not math.isfinite(v) for v in values], device=self.device)
+            self._diverge(self.alive & bad, f"{key} became NaN or infinite")
+
+    def step_size_stats(self) -> dict[str, list[float]]:
+        """Per member, ``actor_effective_lr``, ``critic_effective_lr`` and (where the rule has one) ``actor_b``,
+        ``critic_b``; in the joint layout both names carry the one optimizer's values."""
+        stats: dict[str, list[float]] = {}
+        for role, optimizer in self.optimizers.items():
+            lr, b = optimizer.effective_lr, optimizer.b
+            for name in (["actor", "critic"] if role == "joint" else [role]):
+                stats[f"{name}_effective_lr"] = lr
+                if b is not None:
+                    stats[f"{name}_b"] = b
+        return stats

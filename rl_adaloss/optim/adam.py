@@ -3,11 +3,19 @@
 Both run torch's own fused Adam kernel, so the moment updates are exactly those of ``torch.optim.Adam(fused=True)``
 and only the step size differs. The fused kernel takes a tensor step size on CUDA without a sync, and takes
 ``found_inf`` to skip a step without a sync, which is how a non-finite loss is handled on a device.
+
+With ``members=K`` the step size is a (K,) vector, which the fused kernel cannot take, so the member path is
+written with ``torch._foreach_*`` and batched tensor ops: the same update as torch's Adam (L2 folded into the
+gradient, ``eps`` added to the bias-corrected square root), with the step size broadcast as (K, 1, ..., 1) and the
+bias corrections from each member's own step count; a member with a non-finite loss keeps its parameters, moments
+and step count bit for bit. ``torch.optim.Adam`` has no member axis: :func:`member_adam` builds it (AdamLoss with
+``alpha = 0``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -20,21 +28,30 @@ from rl_adaloss.optim.base import (
     check_finite,
     check_non_negative,
     check_positive,
+    member_view,
 )
+
+
+def _one_minus_power(beta: float, steps: list[Tensor]) -> list[Tensor]:
+    """``1 - beta**t`` for each (K,) step count ``t``, as ``-expm1(t log beta)``: accurate in float32 where
+    ``1 - beta**t`` is small (at t = 1 with beta = 0.99, plain float32 loses five digits to cancellation)."""
+    log_beta = math.log(beta) if beta > 0 else -math.inf
+    out = torch._foreach_mul(steps, log_beta)
+    torch._foreach_expm1_(out)
+    torch._foreach_neg_(out)
+    return out
 
 
 class _ScheduledAdam(ScheduledOptimizer):
     """An Adam step whose step size ``_step_size`` comes from a schedule rather than from ``lr`` alone."""
 
-    def __init__(self, params, defaults: dict) -> None:
+    def __init__(self, params, defaults: dict, members: int | None = None) -> None:
         name = type(self).__name__
-        check_non_negative(name, "lr", defaults["lr"])
-        check_positive(name, "b0", defaults["b0"])
         check_betas(name, defaults["betas"])
         defaults = {**defaults, "betas": tuple(defaults["betas"])}
         check_non_negative(name, "eps", defaults["eps"])
         check_non_negative(name, "weight_decay", defaults["weight_decay"])
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, members=members)
 
     def _adam(self, group: dict, params: list[Tensor], grads: list[Tensor], lr: float | Tensor,
               found_inf: Tensor | None = None) -> None:
@@ -56,6 +73,47 @@ class _ScheduledAdam(ScheduledOptimizer):
             amsgrad=False, beta1=beta1, beta2=beta2, lr=lr,
             weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
         )
+
+    def _adam_members(self, group: dict, params: list[Tensor], grads: list[Tensor], lr: Tensor,
+                      stepping: Tensor) -> None:
+        """Member mode: Adam at the (K,) step size ``lr`` for the members where ``stepping``; the others unchanged.
+
+        State per parameter as torch's Adam keeps it, with ``step`` a (K,) float32 count per member.
+        """
+        members = self.members
+        exp_avgs, exp_avg_sqs, steps = [], [], []
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["step"] = torch.zeros(members, dtype=torch.float32, device=p.device)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        beta1, beta2 = group["betas"]
+        if group["weight_decay"] != 0:
+            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+
+        torch._foreach_add_(steps, [stepping.to(torch.float32)] * len(steps))
+        # Per parameter, (K,) vectors: the step size lr / (1 - beta1^t) and sqrt(1 - beta2^t).
+        step_sizes = torch._foreach_div([lr] * len(steps), _one_minus_power(beta1, steps))
+        bias_correction2_sqrt = _one_minus_power(beta2, steps)
+        torch._foreach_sqrt_(bias_correction2_sqrt)
+
+        # The new moments, out of place: a skipped member keeps its old ones below.
+        new_exp_avgs = torch._foreach_lerp(exp_avgs, grads, 1 - beta1)
+        new_exp_avg_sqs = torch._foreach_mul(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(new_exp_avg_sqs, grads, grads, value=1 - beta2)
+        denoms = torch._foreach_sqrt(new_exp_avg_sqs)
+        for i, p in enumerate(params):
+            mask = member_view(stepping, p)
+            denom = denoms[i].div_(member_view(bias_correction2_sqrt[i], p)).add_(group["eps"])
+            update = new_exp_avgs[i].div(denom).mul_(member_view(step_sizes[i], p))
+            # p - 0 is p bit for bit, even where the update is not finite.
+            p.sub_(torch.where(mask, update, 0.0))
+            torch.where(mask, new_exp_avgs[i], exp_avgs[i], out=exp_avgs[i])
+            torch.where(mask, new_exp_avg_sqs[i], exp_avg_sqs[i], out=exp_avg_sqs[i])
 
 
 class AdamLoss(_ScheduledAdam):
@@ -81,18 +139,23 @@ class AdamLoss(_ScheduledAdam):
         betas: Adam's moment decay rates; the paper uses (0.9, 0.99).
         eps: Adam's denominator guard.
         weight_decay: L2 penalty, as in ``torch.optim.Adam``.
+        members: K for K independent runs along dim 0 of every parameter (:mod:`rl_adaloss.optim.base`); then
+            ``lr``, ``b0``, ``alpha`` and ``c`` may be one number or K, and ``step`` takes a (K,) loss. With
+            ``alpha=0`` it is the member-axis Adam at step size ``lr / sqrt(b0)`` (see :func:`member_adam`).
     """
 
     needs_loss = True
+    hyper_checks = {"lr": check_non_negative, "b0": check_positive, "alpha": check_non_negative, "c": check_finite}
 
     def __init__(self, params, lr: float = 1.0, b0: float = 1.0, alpha: float = 1.0, c: float = 0.0,
-                 betas: tuple[float, float] = (0.9, 0.99), eps: float = 1e-8, weight_decay: float = 0.0) -> None:
-        check_non_negative(type(self).__name__, "alpha", alpha)
-        check_finite(type(self).__name__, "c", c)
+                 betas: tuple[float, float] = (0.9, 0.99), eps: float = 1e-8, weight_decay: float = 0.0, *,
+                 members: int | None = None) -> None:
         defaults = dict(lr=lr, b0=b0, alpha=alpha, c=c, betas=betas, eps=eps, weight_decay=weight_decay)
-        super().__init__(params, defaults)
-        for group in self.param_groups:
-            group.setdefault("b", float(group["b0"]))
+        super().__init__(params, defaults, members=members)
+
+    def _init_group(self, group) -> None:
+        b0 = group["b0"]
+        self._init_scalar(group, "b", b0 if self.members else float(b0))
 
     def _update_group(self, group, params, grads, loss) -> None:
         if isinstance(loss, Tensor):
@@ -103,12 +166,20 @@ class AdamLoss(_ScheduledAdam):
             group["b"] = add_loss(group["b"], loss, group["alpha"], group["c"])
             self._adam(group, params, grads, group["lr"] / math.sqrt(group["b"]))
 
+    def _update_members(self, group, params, grads, loss, stepping) -> None:
+        add_loss(self._member(group, "b"), loss, self._member(group, "alpha"), self._member(group, "c"))
+        self._adam_members(group, params, grads, self._step_size(group), stepping)
+
     def _step_size(self, group):
+        if self.members is not None:
+            return self._member(group, "lr") / self._member(group, "b").sqrt()
         return group["lr"] / math.sqrt(float(group["b"]))
 
     @property
-    def b(self) -> list[float]:
-        """Per group, the current accumulator :math:`b_t`."""
+    def b(self) -> list[float] | list[list[float]]:
+        """Per group, the current accumulator :math:`b_t`; in member mode a list of K floats per group."""
+        if self.members is not None:
+            return [self._member(group, "b").tolist() for group in self.param_groups]
         return [float(group["b"]) for group in self.param_groups]
 
 
@@ -116,20 +187,42 @@ class AdamSqrt(_ScheduledAdam):
     r"""AdamSqrt, the baseline of Section 5 of Wu et al. (2022): Adam with :math:`\eta_t = \eta/\sqrt{b_0 + t}`.
 
     ``t`` is 1 at the first step; ``b0`` enters unsquared, as in AdamLoss, so both start from the same step size.
-    The loss is accepted and ignored.
+    The loss is accepted and ignored (in member mode it only masks: a member with a non-finite loss is skipped, and
+    its ``t`` stands still).
     """
 
     def __init__(self, params, lr: float = 1.0, b0: float = 1.0, betas: tuple[float, float] = (0.9, 0.99),
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+                 eps: float = 1e-8, weight_decay: float = 0.0, *, members: int | None = None) -> None:
         defaults = dict(lr=lr, b0=b0, betas=betas, eps=eps, weight_decay=weight_decay)
-        super().__init__(params, defaults)
-        for group in self.param_groups:
-            group.setdefault("step", 0)
+        super().__init__(params, defaults, members=members)
+
+    def _init_group(self, group) -> None:
+        self._init_scalar(group, "step", 0)
 
     def _update_group(self, group, params, grads, loss) -> None:
         group["step"] += 1
         # The schedule depends only on the step count, so a Python float is fine on any device.
         self._adam(group, params, grads, self._step_size(group))
 
+    def _update_members(self, group, params, grads, loss, stepping) -> None:
+        self._member(group, "step").add_(stepping.to(torch.float32))
+        self._adam_members(group, params, grads, self._step_size(group), stepping)
+
     def _step_size(self, group):
+        if self.members is not None:
+            return self._member(group, "lr") / (self._member(group, "b0") + self._member(group, "step")).sqrt()
         return group["lr"] / math.sqrt(group["b0"] + group["step"])
+
+
+def member_adam(params, *, members: int, lr: float | Sequence[float] | Tensor = 1e-3,
+                betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0) -> AdamLoss:
+    """``torch.optim.Adam`` with a member axis: ``AdamLoss(alpha=0, b0=1, members=members)``.
+
+    With ``alpha = 0`` the accumulator stays at ``b0`` and AdamLoss is Adam at step size ``lr / sqrt(b0)``
+    (bit for bit ``Adam(fused=True)`` without members; to float32 rounding, about 1e-6 relative, with them). At
+    ``b0 = 1`` the step size is ``lr`` exactly, per member, and a trainer may rewrite ``group["lr"]`` as for Adam.
+    The defaults are torch's Adam's (``betas=(0.9, 0.999)``), not AdamLoss's. A member with a non-finite loss is
+    skipped, as in every member-mode rule, so ``step`` still wants ``loss=`` (a (K,) tensor).
+    """
+    return AdamLoss(params, lr=lr, b0=1.0, alpha=0.0, c=0.0, betas=betas, eps=eps, weight_decay=weight_decay,
+                    members=members)

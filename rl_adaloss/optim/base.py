@@ -12,14 +12,26 @@ Where the per-group scalars (the accumulator ``b``, the step count) live depends
 
 Non-finite losses: for the loss-driven rules (AdaLoss, AdamLoss), a step whose loss is NaN or infinite is
 **skipped** for every group: parameters, moments, step counts and accumulators stay as they were, and
-``skipped_steps`` counts it. The other rules never read the loss, so they step as usual. On the device path the skip is done by
-masking (``found_inf``/``torch.where``), without a sync.
+``skipped_steps`` counts it. The other rules never read the loss, so they step as usual. On the device path the
+skip is done by masking (``found_inf``/``torch.where``), without a sync.
+
+The member axis (``members=K``): K independent runs of the same rule in one optimizer, for a batched engine whose
+parameters carry the member as dim 0 (a Linear weight is ``(K, out, in)``). Then ``lr``, ``b0`` (and ``alpha``,
+``c`` where the rule has them) may be one number or one per member; they, the accumulators and the step counts are
+``(K,)`` float32 tensors on the parameters' device (on the CPU too); ``step(loss=...)`` takes a ``(K,)`` tensor, one
+loss per member; and member ``k`` moves exactly as an optimizer of its own, fed slice ``k`` of every parameter,
+gradient and loss, would. A member whose loss is non-finite is skipped *for that member only*, by every rule (the
+others go on): its parameters, moments, accumulator and step count stay bit for bit as they were, so a batched
+engine freezes a diverged member by passing NaN as its loss from then on. The member path is all tensor math,
+masked with ``torch.where``: it never reads a tensor on the host, so a step never syncs with the device.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+import numbers
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -49,6 +61,64 @@ def check_betas(owner: str, betas: Any) -> None:
             raise ValueError(f"{owner}: betas[{i}] must be in [0, 1), got {beta!r}")
 
 
+def check_members(owner: str, members: Any) -> int | None:
+    if members is None:
+        return None
+    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+        raise ValueError(f"{owner}: members must be None or an int >= 1 (the size of the member axis), got {members!r}")
+    return members
+
+
+def check_per_member(owner: str, name: str, value: Any, check: Callable[[str, str, float], None],
+                     members: int | None) -> None:
+    """Run ``check`` on ``value``; with ``members=K``, ``value`` may also be K numbers (a sequence or a 1-D tensor),
+    each checked as ``name[i]``."""
+    if members is None:
+        check(owner, name, value)
+        return
+    if isinstance(value, Tensor):
+        if value.dim() > 1:
+            raise ValueError(f"{owner}: {name} must be a number or {members} numbers (one per member), "
+                             f"got a tensor of shape {tuple(value.shape)}")
+        value = value.tolist()  # at construction only
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        check(owner, name, value)
+        return
+    values = list(value)
+    if len(values) != members:
+        raise ValueError(f"{owner}: {name} must be a number or {members} numbers (one per member), "
+                         f"got {len(values)}: {value!r}")
+    for i, v in enumerate(values):
+        if isinstance(v, numbers.Real) and not isinstance(v, (bool, int, float)):
+            v = float(v)  # numpy scalars
+        check(owner, f"{name}[{i}]", v)
+
+
+def member_vector(value: Any, members: int, device: torch.device) -> Tensor:
+    """``value`` (a number, K numbers, or a tensor of either) as a (K,) float32 tensor on ``device``.
+
+    Returns ``value`` itself when it already is one. A number is filled in on the device (no host-device copy).
+    """
+    if isinstance(value, Tensor):
+        if value.shape == (members,) and value.dtype == torch.float32 and value.device == device:
+            return value
+        vector = value.detach().to(device=device, dtype=torch.float32, non_blocking=True)
+        if vector.dim() == 0:
+            vector = vector.expand(members).clone()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.full((members,), float(value), dtype=torch.float32, device=device)
+    else:
+        vector = torch.tensor([float(v) for v in value], dtype=torch.float32).to(device, non_blocking=True)
+    if vector.shape != (members,):
+        raise ValueError(f"expected a number or {members} numbers (one per member), got shape {tuple(vector.shape)}")
+    return vector
+
+
+def member_view(vector: Tensor, like: Tensor) -> Tensor:
+    """A (K,) vector viewed as (K, 1, ..., 1), to broadcast over a parameter of shape (K, ...) like ``like``."""
+    return vector.view((-1,) + (1,) * (like.dim() - 1))
+
+
 def add_loss(accumulator: float | Tensor, loss: float | Tensor, alpha: float, c: float) -> float | Tensor:
     r"""The loss-driven accumulator that AdaLoss and AdamLoss share: ``accumulator + alpha * |loss - c|``.
 
@@ -56,6 +126,9 @@ def add_loss(accumulator: float | Tensor, loss: float | Tensor, alpha: float, c:
     accumulator (the host path) gives a new float; a tensor accumulator (the device path) is updated in place and
     returned, and a non-finite tensor loss adds nothing there (masked, so no host-device sync). The host path
     skips non-finite losses before it gets here.
+
+    In member mode ``accumulator``, ``loss``, ``alpha`` and ``c`` are (K,) tensors (or numbers, which broadcast),
+    and the mask is per member: a member with a non-finite loss adds nothing.
     """
     if isinstance(accumulator, Tensor):
         finite = torch.isfinite(loss)
@@ -64,10 +137,15 @@ def add_loss(accumulator: float | Tensor, loss: float | Tensor, alpha: float, c:
 
 
 class ScheduledOptimizer(Optimizer):
-    """Base class: resolves the loss, skips non-finite steps, and hands each group to :meth:`_update_group`.
+    """Base class: resolves the loss, skips non-finite steps, and hands each group to :meth:`_update_group`
+    (:meth:`_update_members` in member mode).
 
-    Subclasses set ``needs_loss`` and ``b0_squared`` and implement ``_update_group`` and ``_step_size``.
+    Subclasses set ``needs_loss``, ``b0_squared``, ``hyper_checks`` and ``group_state``, and implement
+    ``_init_group``, ``_update_group``, ``_update_members`` and ``_step_size``.
     """
+
+    #: The hyper-parameters that may differ per member, with the check each value (or each member's value) passes.
+    hyper_checks: dict[str, Callable[[str, str, float], None]] = {"lr": check_non_negative, "b0": check_positive}
 
     #: True for the rules whose accumulator is driven by the loss value.
     needs_loss: bool = False
@@ -85,29 +163,103 @@ class ScheduledOptimizer(Optimizer):
         """This rule's ``b0`` that takes the first step of an Algorithm-2 rule started from ``b0`` (same ``lr``)."""
         return math.sqrt(b0) if cls.b0_squared else b0
 
-    def __init__(self, params, defaults: dict[str, Any]) -> None:
+    def __init__(self, params, defaults: dict[str, Any], members: int | None = None) -> None:
+        name = type(self).__name__
+        #: The size of the member axis (dim 0 of every parameter), or None for an ordinary optimizer.
+        self.members = check_members(name, members)
+        for key, check in self.hyper_checks.items():
+            check_per_member(name, key, defaults[key], check, self.members)
         super().__init__(params, defaults)
         self.skipped_steps = 0
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        if self.members is not None:
+            self._check_member_group(group, len(self.param_groups) - 1)
+        self._init_group(group)
+
+    def _init_group(self, group: dict[str, Any]) -> None:
+        """Start a new group's scalar state (accumulator, step count); see :meth:`_init_scalar`."""
+
+    def _init_scalar(self, group: dict[str, Any], key: str, value: Any) -> None:
+        """Set ``group[key]`` to ``value`` unless it is there: as given, or a (K,) float32 tensor in member mode."""
+        if key in group:
+            return
+        if self.members is not None:
+            value = member_vector(value, self.members, _group_device(group)).clone()
+        group[key] = value
+
+    def _check_member_group(self, group: dict[str, Any], index: int) -> None:
+        """Member mode: every parameter has the member axis as dim 0; the hyper-parameters become (K,) tensors."""
+        name, members = type(self).__name__, self.members
+        for i, param in enumerate(group["params"]):
+            if param.dim() == 0 or param.shape[0] != members:
+                raise ValueError(
+                    f"{name}(members={members}): dim 0 of every parameter is the member axis and must have size "
+                    f"{members}; parameter {i} of group {index} has shape {tuple(param.shape)}"
+                )
+        device = _group_device(group)
+        for key, check in self.hyper_checks.items():
+            check_per_member(name, key, group[key], check, members)
+            group[key] = member_vector(group[key], members, device).clone()
+
+    def _member(self, group: dict[str, Any], key: str) -> Tensor:
+        """Member mode: ``group[key]`` as a (K,) float32 tensor on the group's device, converted once and kept.
+
+        A number written there later (a schedule rewriting ``lr``) is filled in on the device, without a sync.
+        """
+        value = group[key]
+        vector = member_vector(value, self.members, _group_device(group))
+        if vector is not value:
+            group[key] = vector
+        return vector
+
     @property
-    def skipped_steps(self) -> int:
+    def skipped_steps(self) -> int | Tensor:
         """How many steps a non-finite loss skipped. On the device path the count is kept on the device (no sync
-        per step); reading it syncs, so read it when logging."""
+        per step); reading it syncs, so read it when logging.
+
+        In member mode: per member, a (K,) int64 tensor on the parameters' device (reading it does not sync).
+        """
+        if self.members is not None:
+            return self._skipped_members.clone()
         count = self._skipped_on_host
         if self._skipped_on_device is not None:
             count += int(self._skipped_on_device)
         return count
 
     @skipped_steps.setter
-    def skipped_steps(self, value: int) -> None:
+    def skipped_steps(self, value: int | Tensor) -> None:
+        if self.members is not None:
+            count = torch.as_tensor(value, dtype=torch.int64).to(self._first_device())
+            if count.dim() == 0:
+                count = count.expand(self.members)
+            if count.shape != (self.members,):
+                raise ValueError(f"{type(self).__name__}: skipped_steps must be a number or {self.members} numbers, "
+                                 f"got shape {tuple(count.shape)}")
+            self._skipped_members = count.clone()
+            return
         self._skipped_on_host = int(value)
         self._skipped_on_device: Tensor | None = None
 
+    def _first_device(self) -> torch.device:
+        return _group_device(self.param_groups[0]) if self.param_groups else torch.device("cpu")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["members"] = self.members
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # Optimizer pickles only defaults, state and param_groups; a copy starts its count afresh.
+        # Optimizer pickles only defaults, state and param_groups (and ``members``, above); a copy starts its
+        # count afresh.
         super().__setstate__(state)
+        self.__dict__.setdefault("members", None)
         self.__dict__.setdefault("_skipped_on_host", 0)
         self.__dict__.setdefault("_skipped_on_device", None)
+        if self.members is not None and "_skipped_members" not in self.__dict__:
+            self.skipped_steps = 0
 
     # -- the step ---------------------------------------------------------------------------------------------
 
@@ -127,6 +279,8 @@ class ScheduledOptimizer(Optimizer):
                 f"{type(self).__name__}.step() needs the current loss: call step(loss=loss_value) "
                 "or step(closure) with a closure that returns the loss"
             )
+        if self.members is not None:
+            return self._step_members(loss)
         if isinstance(loss, Tensor):
             if loss.numel() != 1:
                 raise ValueError(f"{type(self).__name__}.step(): loss must be a scalar, got shape {tuple(loss.shape)}")
@@ -134,7 +288,9 @@ class ScheduledOptimizer(Optimizer):
         elif loss is None or isinstance(loss, (int, float)):
             loss_value = loss
         else:
-            raise TypeError(f"{type(self).__name__}.step(): loss must be a float or a tensor, got {type(loss).__name__}")
+            raise TypeError(
+                f"{type(self).__name__}.step(): loss must be a float or a tensor, got {type(loss).__name__}"
+            )
 
         counted = False
         for group in self.param_groups:
@@ -154,7 +310,9 @@ class ScheduledOptimizer(Optimizer):
             else:
                 device_loss = None
                 if loss_value is not None:
-                    device_loss = torch.as_tensor(loss_value, dtype=torch.float32).to(params[0].device, non_blocking=True)
+                    device_loss = torch.as_tensor(loss_value, dtype=torch.float32).to(
+                        params[0].device, non_blocking=True
+                    )
                     if self.needs_loss and not counted:
                         # The groups mask a non-finite step themselves; count it once, on the device, without a sync.
                         skipped = (~torch.isfinite(device_loss)).to(torch.int64)
@@ -164,6 +322,48 @@ class ScheduledOptimizer(Optimizer):
                         counted = True
                 self._update_group(group, params, grads, device_loss)
         return loss
+
+    def _step_members(self, loss: Tensor | None) -> Tensor | None:
+        """Member mode: one loss per member; a member with a non-finite loss is skipped by every rule.
+
+        All tensor math: nothing here reads a tensor on the host, so the step never syncs with the device.
+        """
+        name, members = type(self).__name__, self.members
+        if loss is not None:
+            if not isinstance(loss, Tensor):
+                raise TypeError(f"{name}.step(): with members={members}, loss must be a tensor of shape ({members},), "
+                                f"one loss per member, got {type(loss).__name__}")
+            if loss.shape != (members,):
+                raise ValueError(f"{name}.step(): with members={members}, loss must have shape ({members},), "
+                                 f"one loss per member, got shape {tuple(loss.shape)}")
+        per_device: dict[torch.device, tuple[Tensor | None, Tensor]] = {}
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError(f"{name} does not support sparse gradients")
+            grads = [p.grad for p in params]
+            device = params[0].device
+            if device not in per_device:
+                if loss is None:
+                    # A rule that ignores the loss, stepped without one: every member steps.
+                    per_device[device] = (None, torch.ones(members, dtype=torch.bool, device=device))
+                else:
+                    member_loss = loss.detach().to(device=device, dtype=torch.float32, non_blocking=True)
+                    finite = torch.isfinite(member_loss)
+                    if not per_device:  # count each step once, on the device
+                        skipped = (~finite).to(torch.int64)
+                        self._skipped_members = skipped + self._skipped_members.to(device)
+                    per_device[device] = (member_loss, finite)
+            self._update_members(group, params, grads, *per_device[device])
+        return loss
+
+    def _update_members(self, group: dict, params: list[Tensor], grads: list[Tensor], loss: Tensor | None,
+                        stepping: Tensor) -> None:
+        """Member mode: update ``group`` for the members where the (K,) bool ``stepping`` is True, and leave the
+        others bit for bit as they are. ``loss`` is (K,) float32 on the group's device, or None."""
+        raise NotImplementedError
 
     @staticmethod
     def _host_scalars(device: torch.device) -> bool:
@@ -182,8 +382,11 @@ class ScheduledOptimizer(Optimizer):
     def effective_lr(self) -> list[float]:
         """Per group, the step size of the most recent step (before the first step: the initial one, from b0).
 
-        Reading it syncs with the device; call it when logging, not in the hot path.
+        Reading it syncs with the device; call it when logging, not in the hot path. In member mode: per group, a
+        list of K floats.
         """
+        if self.members is not None:
+            return [self._step_size(group).tolist() for group in self.param_groups]
         return [float(self._step_size(group)) for group in self.param_groups]
 
     # -- state -------------------------------------------------------------------------------------------------
@@ -201,9 +404,17 @@ class ScheduledOptimizer(Optimizer):
             for key, value in group.items():
                 if isinstance(value, Tensor):
                     group[key] = value.detach().clone()
+        if self.members is not None:
+            # Only in member mode, so an ordinary optimizer's dict stays torch's own.
+            state["members"] = self.members
+            state["skipped_steps"] = self._skipped_members.clone()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved_members = state_dict.get("members")
+        if saved_members != self.members:
+            raise ValueError(f"{type(self).__name__}.load_state_dict(): the state is from an optimizer with "
+                             f"members={saved_members}, this one has members={self.members}")
         super().load_state_dict(state_dict)
         # torch keeps the loaded tensors themselves where dtype and device already match (always for "step"), so
         # this optimizer would update the caller's dict in place, and share state with any other optimizer loaded
@@ -216,6 +427,8 @@ class ScheduledOptimizer(Optimizer):
             for key, value in group.items():
                 if isinstance(value, Tensor) and key != "params":
                     group[key] = value.detach().clone()
+        if self.members is not None:
+            self.skipped_steps = state_dict.get("skipped_steps", 0)
 
     def _group_scalar(self, group: dict, key: str, device: torch.device) -> Tensor:
         """The group scalar ``key`` as a float32 tensor on ``device``, moved there once and kept there."""
@@ -225,3 +438,6 @@ class ScheduledOptimizer(Optimizer):
             group[key] = value
         return value
 
+
+def _group_device(group: dict[str, Any]) -> torch.device:
+    return group["params"][0].device if group["params"] else torch.device("cpu")

@@ -3,6 +3,9 @@
 All four move every parameter by ``-step_size * grad`` (with optional L2 weight decay folded into the gradient);
 they differ only in how ``step_size`` is computed. In Algorithm 1 of Wu et al. (2022) ``b0`` is squared: the
 accumulator starts at ``b0**2`` and the step size is ``lr / b``.
+
+With ``members=K`` (see :mod:`rl_adaloss.optim.base`) the step size is a (K,) vector, broadcast over dim 0 of each
+parameter, and a member with a non-finite loss is left as it was.
 """
 
 from __future__ import annotations
@@ -12,7 +15,14 @@ import math
 import torch
 from torch import Tensor
 
-from rl_adaloss.optim.base import ScheduledOptimizer, add_loss, check_finite, check_non_negative, check_positive
+from rl_adaloss.optim.base import (
+    ScheduledOptimizer,
+    add_loss,
+    check_finite,
+    check_non_negative,
+    check_positive,
+    member_view,
+)
 
 
 def _with_weight_decay(params: list[Tensor], grads: list[Tensor], weight_decay: float) -> list[Tensor]:
@@ -29,22 +39,33 @@ def _descend(params: list[Tensor], grads: list[Tensor], step_size: float | Tenso
         torch._foreach_add_(params, grads, alpha=-step_size)
 
 
+def _descend_members(params: list[Tensor], grads: list[Tensor], step_size: Tensor, stepping: Tensor) -> None:
+    """Member mode: p[k] <- p[k] - step_size[k] * g[k] where ``stepping[k]``; elsewhere p[k] - 0, which is p[k]
+    bit for bit (the masked update is 0 even where the gradient is not finite)."""
+    for p, g in zip(params, grads):
+        update = g * member_view(step_size, p)
+        p.sub_(torch.where(member_view(stepping, p), update, 0.0))
+
+
 class _SquaredAccumulator(ScheduledOptimizer):
     """The Algorithm-1 form: the accumulator is b squared (group key ``b_squared``, from ``b0**2``); step ``lr / b``."""
 
     b0_squared = True
 
-    def __init__(self, params, defaults: dict) -> None:
-        super().__init__(params, defaults)
-        for group in self.param_groups:
-            group.setdefault("b_squared", float(group["b0"]) ** 2)
+    def _init_group(self, group) -> None:
+        b0 = group["b0"]
+        self._init_scalar(group, "b_squared", b0**2 if self.members else float(b0) ** 2)
 
     def _step_size(self, group):
+        if self.members is not None:
+            return self._member(group, "lr") / self._member(group, "b_squared").sqrt()
         return group["lr"] / math.sqrt(float(group["b_squared"]))
 
     @property
-    def b(self) -> list[float]:
-        """Per group, the current :math:`b` (not squared)."""
+    def b(self) -> list[float] | list[list[float]]:
+        """Per group, the current :math:`b` (not squared); in member mode a list of K floats per group."""
+        if self.members is not None:
+            return [self._member(group, "b_squared").sqrt().tolist() for group in self.param_groups]
         return [math.sqrt(float(group["b_squared"])) for group in self.param_groups]
 
 
@@ -65,20 +86,18 @@ class AdaLoss(_SquaredAccumulator):
         alpha: weight of the loss in the accumulator; >= 0.
         c: the constant subtracted from the loss (an estimate of the optimal loss).
         weight_decay: L2 penalty folded into the gradient.
+        members: K for K independent runs along dim 0 of every parameter (:mod:`rl_adaloss.optim.base`); then
+            ``lr``, ``b0``, ``alpha`` and ``c`` may be one number or K, and ``step`` takes a (K,) loss.
     """
 
     needs_loss = True
+    hyper_checks = {"lr": check_non_negative, "b0": check_positive, "alpha": check_non_negative, "c": check_finite}
 
     def __init__(self, params, lr: float = 1.0, b0: float = 1.0, alpha: float = 1.0, c: float = 0.0,
-                 weight_decay: float = 0.0) -> None:
-        name = type(self).__name__
-        check_non_negative(name, "lr", lr)
-        check_positive(name, "b0", b0)
-        check_non_negative(name, "alpha", alpha)
-        check_finite(name, "c", c)
-        check_non_negative(name, "weight_decay", weight_decay)
+                 weight_decay: float = 0.0, *, members: int | None = None) -> None:
+        check_non_negative(type(self).__name__, "weight_decay", weight_decay)
         defaults = dict(lr=lr, b0=b0, alpha=alpha, c=c, weight_decay=weight_decay)
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, members=members)
 
     def _update_group(self, group, params, grads, loss) -> None:
         grads = _with_weight_decay(params, grads, group["weight_decay"])
@@ -93,6 +112,11 @@ class AdaLoss(_SquaredAccumulator):
             group["b_squared"] = add_loss(group["b_squared"], loss, group["alpha"], group["c"])
             _descend(params, grads, group["lr"] / math.sqrt(group["b_squared"]))
 
+    def _update_members(self, group, params, grads, loss, stepping) -> None:
+        grads = _with_weight_decay(params, grads, group["weight_decay"])
+        add_loss(self._member(group, "b_squared"), loss, self._member(group, "alpha"), self._member(group, "c"))
+        _descend_members(params, grads, self._step_size(group), stepping)
+
 
 class AdaGradNorm(_SquaredAccumulator):
     r"""AdaGrad-Norm (Ward, Wu & Bottou, 2020), equations (1)-(2) of Wu et al. (2022).
@@ -102,15 +126,15 @@ class AdaGradNorm(_SquaredAccumulator):
     * :math:`b_{j+1}^2 = b_j^2 + \sum_p \|\nabla_p f(w_j)\|^2` (the norm over the whole group), from :math:`b_0^2`;
     * :math:`w_{j+1} = w_j - \frac{\eta}{b_{j+1}} \nabla f(w_j)`.
 
-    ``b0`` is squared here. The loss is accepted and ignored.
+    ``b0`` is squared here. The loss is accepted and ignored (in member mode it only masks: a member with a
+    non-finite loss is skipped). In member mode each member's :math:`b^2` takes that member's own gradient norm
+    over the group: the sum over dim-0 slice ``k`` of every parameter.
     """
 
-    def __init__(self, params, lr: float = 1.0, b0: float = 1.0, weight_decay: float = 0.0) -> None:
-        name = type(self).__name__
-        check_non_negative(name, "lr", lr)
-        check_positive(name, "b0", b0)
-        check_non_negative(name, "weight_decay", weight_decay)
-        super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay))
+    def __init__(self, params, lr: float = 1.0, b0: float = 1.0, weight_decay: float = 0.0, *,
+                 members: int | None = None) -> None:
+        check_non_negative(type(self).__name__, "weight_decay", weight_decay)
+        super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay), members=members)
 
     def _update_group(self, group, params, grads, loss) -> None:
         grads = _with_weight_decay(params, grads, group["weight_decay"])
@@ -123,6 +147,13 @@ class AdaGradNorm(_SquaredAccumulator):
             b_squared.add_(squared_norm)
             _descend(params, grads, group["lr"] / b_squared.sqrt())
 
+    def _update_members(self, group, params, grads, loss, stepping) -> None:
+        grads = _with_weight_decay(params, grads, group["weight_decay"])
+        members = self.members
+        squared_norms = torch.stack([g.reshape(members, -1).square().sum(dim=1) for g in grads]).sum(dim=0)
+        self._member(group, "b_squared").add_(torch.where(stepping, squared_norms, 0.0))
+        _descend_members(params, grads, self._step_size(group), stepping)
+
 
 class SGDConstant(ScheduledOptimizer):
     r"""SGD-Constant, the baseline of Section 3 of Wu et al. (2022): :math:`w_{j+1} = w_j - \frac{\eta}{b_0}\nabla f`.
@@ -132,38 +163,45 @@ class SGDConstant(ScheduledOptimizer):
 
     b0_squared = True
 
-    def __init__(self, params, lr: float = 1.0, b0: float = 1.0) -> None:
-        name = type(self).__name__
-        check_non_negative(name, "lr", lr)
-        check_positive(name, "b0", b0)
-        super().__init__(params, dict(lr=lr, b0=b0))
+    def __init__(self, params, lr: float = 1.0, b0: float = 1.0, *, members: int | None = None) -> None:
+        super().__init__(params, dict(lr=lr, b0=b0), members=members)
 
     def _update_group(self, group, params, grads, loss) -> None:
         _descend(params, grads, self._step_size(group))
 
+    def _update_members(self, group, params, grads, loss, stepping) -> None:
+        _descend_members(params, grads, self._step_size(group), stepping)
+
     def _step_size(self, group):
+        if self.members is not None:
+            return self._member(group, "lr") / self._member(group, "b0")
         return group["lr"] / group["b0"]
 
 
 class SGDDecaySqrt(ScheduledOptimizer):
     r"""SGD-DecaySqrt, the baseline of Section 3 of Wu et al. (2022): :math:`\eta_t = \eta/\sqrt{b_0^2 + t}`.
 
-    ``t`` is 1 at the first step. The step count is deterministic, so it is kept on the host even on a device.
+    ``t`` is 1 at the first step. The step count is deterministic, so it is kept on the host even on a device;
+    in member mode it is a (K,) tensor (a skipped member's count stands still).
     """
 
     b0_squared = True
 
-    def __init__(self, params, lr: float = 1.0, b0: float = 1.0) -> None:
-        name = type(self).__name__
-        check_non_negative(name, "lr", lr)
-        check_positive(name, "b0", b0)
-        super().__init__(params, dict(lr=lr, b0=b0))
-        for group in self.param_groups:
-            group.setdefault("step", 0)
+    def __init__(self, params, lr: float = 1.0, b0: float = 1.0, *, members: int | None = None) -> None:
+        super().__init__(params, dict(lr=lr, b0=b0), members=members)
+
+    def _init_group(self, group) -> None:
+        self._init_scalar(group, "step", 0)
 
     def _update_group(self, group, params, grads, loss) -> None:
         group["step"] += 1
         _descend(params, grads, self._step_size(group))
 
+    def _update_members(self, group, params, grads, loss, stepping) -> None:
+        self._member(group, "step").add_(stepping.to(torch.float32))
+        _descend_members(params, grads, self._step_size(group), stepping)
+
     def _step_size(self, group):
+        if self.members is not None:
+            return self._member(group, "lr") / (self._member(group, "b0").square() + self._member(group, "step")).sqrt()
         return group["lr"] / math.sqrt(group["b0"] ** 2 + group["step"])

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -289,43 +291,65 @@ def test_a_sweep_with_nothing_run_yet_is_reported_not_an_error(tmp_path: Path):
     assert text.count(": not run") == 12 and "cannot be compared" in text
 
 
-def test_tensorboard_events_hold_the_tags_and_the_layout(fake_sweep: Path):
+def _events(folder: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def test_tensorboard_events_hold_the_tags_and_the_layout(fake_sweep: Path):
     from tensorboard.plugins.custom_scalar import layout_pb2
 
     # re-running replaces the aggregate events instead of adding to them
     tb.write_tensorboard(aggregation.aggregate(*runs.load_runs(fake_sweep), reps=50), fake_sweep)
-    files = list((fake_sweep / "aggregate").glob("events.out.tfevents.*"))
-    assert len(files) == 1
-    acc = EventAccumulator(str(fake_sweep / "aggregate"), size_guidance={"scalars": 0, "tensors": 0})
-    acc.Reload()
-    tags = set(acc.Tags()["scalars"])
-    for b0 in ("1", "1e4"):
-        for optimizer in ("adam", "adamloss"):
-            assert f"aggregate/b0={b0}/{optimizer}" in tags
-            assert f"step_size/b0={b0}/{optimizer}_actor" in tags
-            assert f"step_size/b0={b0}/{optimizer}_critic" in tags
-    curve = acc.Scalars("aggregate/b0=1/adam")
+    # one TensorBoard run per optimizer, with the same tags: TensorBoard colours them apart
+    assert sorted(p.name for p in (fake_sweep / "aggregate").iterdir()) == ["adam", "adamloss"]
+    assert not list((fake_sweep / "aggregate").glob("events.out.tfevents.*"))
+    adam, adamloss = _events(fake_sweep / "aggregate" / "adam"), _events(fake_sweep / "aggregate" / "adamloss")
+    for acc in (adam, adamloss):
+        assert len(list(Path(acc.path).glob("events.out.tfevents.*"))) == 1
+        tags = set(acc.Tags()["scalars"])
+        for b0 in ("1", "1e4"):
+            assert f"eval_return/b0={b0}" in tags
+            assert f"step_size/b0={b0}/actor" in tags
+            assert f"step_size/b0={b0}/critic" in tags
+            assert f"step_size_log10_change/b0={b0}/actor" in tags
+    curve = adam.Scalars("eval_return/b0=1")
     assert [e.step for e in curve] == [0, 400, 500, 1000]
     # mean over seeds at 1000: -1000, -1100 and the diverged run's minimum -1200
     assert curve[-1].value == pytest.approx(-1100.0)
-    assert acc.Scalars("step_size/b0=1e4/adam_actor")[0].value == pytest.approx(0.01)
-    assert acc.Scalars("step_size/b0=1e4/adam_critic")[0].value == pytest.approx(0.005)
+    assert adam.Scalars("step_size/b0=1e4/actor")[0].value == pytest.approx(0.01)
+    assert adam.Scalars("step_size/b0=1e4/critic")[0].value == pytest.approx(0.005)
+    # log10 of the step size over the shared first step 1/sqrt(b0): Adam 0 (critic: half the step, log10(0.5));
+    # the fake AdamLoss decays as 1/(1 + step/500), so at 1000 it is log10(1/3)
+    assert adam.Scalars("step_size_log10_change/b0=1e4/actor")[-1].value == pytest.approx(0.0, abs=1e-6)
+    assert adam.Scalars("step_size_log10_change/b0=1e4/critic")[0].value == pytest.approx(np.log10(0.5))
+    assert adamloss.Scalars("step_size_log10_change/b0=1e4/actor")[-1].value == pytest.approx(np.log10(1 / 3))
+    # the fake accumulator b = b0 (1 + step/500)^2 with b0 read from the sweep's pairing: growth 8 at step 1000
+    assert adamloss.Scalars("accumulator_growth/b0=1/critic")[-1].value == pytest.approx(8.0)
+    assert "accumulator_growth/b0=1/actor" not in set(adam.Tags()["scalars"])  # Adam has no accumulator
 
-    assert "custom_scalars__config__" in acc.PluginTagToContent("custom_scalars")
-    layout = layout_pb2.Layout.FromString(acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    assert "custom_scalars__config__" in adam.PluginTagToContent("custom_scalars")
+    assert "custom_scalars__config__" not in adamloss.Tags()["tensors"]  # written once
+    layout = layout_pb2.Layout.FromString(adam.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     categories = {c.title: c for c in layout.category}
     returns = categories["eval return by b0 (seed aggregate)"]
     assert len(returns.chart) == 2
     first = returns.chart[0]
     assert "b0=1 " in first.title
-    assert list(first.multiline.tag) == [r"^aggregate/b0=1/adam$", r"^aggregate/b0=1/adamloss$"]
-    steps = categories["effective step size by b0"].chart
-    assert r"^step_size/b0=1e4/adamloss_critic$" in steps[1].multiline.tag
+    assert list(first.multiline.tag) == [r"^eval_return/b0=1$"]  # one tag, one line per optimizer's run
+    steps = categories["step size by b0: log10(η_t / η0), 0 = the first step"].chart
+    assert [list(c.multiline.tag) for c in steps] == [[rf"^step_size_log10_change/b0={b0}/{role}$"]
+                                                      for b0 in ("1", "1e4") for role in ("actor", "critic")]
+    growth = categories["accumulator growth by b0: b_t/b0 − 1 (under 0.1: ≡ fixed step)"].chart
+    assert list(growth[1].multiline.tag) == [r"^accumulator_growth/b0=1/critic$"]
     margin = categories["eval return by b0, with 95% CI"].chart[0].margin.series[0]
     assert (margin.value, margin.lower, margin.upper) == (
-        "aggregate/b0=1/adam", "aggregate_ci/b0=1/adam_low", "aggregate_ci/b0=1/adam_high")
-    assert {margin.lower, margin.upper} <= tags
+        "eval_return/b0=1", "eval_return_ci/b0=1/low", "eval_return_ci/b0=1/high")
+    assert {margin.lower, margin.upper} <= set(adam.Tags()["scalars"])
+    assert "training-episode return by b0 (seed aggregate)" not in categories  # the fake sweep has no monitor files
 
 
 def test_cli_missing_dir_exits_2_with_one_line(tmp_path: Path):
@@ -351,13 +375,35 @@ def test_cli_bad_reps_exits_2_with_one_line(tmp_path: Path, capsys):
 
 @pytest.mark.slow
 def test_tensorboard_serves_the_aggregate_tags_and_the_layout(fake_sweep: Path, tensorboard):
-    expected = {"aggregate/b0=1/adam", "aggregate/b0=1e4/adamloss", "step_size/b0=1/adamloss_actor"}
-    with tensorboard(fake_sweep) as get:
-        tags = poll(lambda: get("/data/plugin/scalars/tags"), lambda t: expected <= set(t.get("aggregate", {})))
-        layout = poll(lambda: get("/data/plugin/custom_scalars/layout"), lambda l: bool(l.get("category")))
-    assert expected <= set(tags.get("aggregate", {})), tags
-    titles = [category["title"] for category in layout["category"]]
-    assert "eval return by b0 (seed aggregate)" in titles and "effective step size by b0" in titles
-    charts = layout["category"][titles.index("eval return by b0 (seed aggregate)")]["chart"]
-    assert charts[1]["multiline"]["tag"] == [r"^aggregate/b0=1e4/adam$", r"^aggregate/b0=1e4/adamloss$"]
+    from urllib.parse import quote
 
+    expected = {"aggregate/adam": {"eval_return/b0=1", "step_size_log10_change/b0=1/actor"},
+                "aggregate/adamloss": {"eval_return/b0=1e4", "accumulator_growth/b0=1/actor"}}
+    with tensorboard(fake_sweep) as get:
+        tags = poll(lambda: get("/data/plugin/scalars/tags"),
+                    lambda t: all(want <= set(t.get(run, {})) for run, want in expected.items()))
+        layout = poll(lambda: get("/data/plugin/custom_scalars/layout"), lambda got: bool(got.get("category")))
+        titles = [category["title"] for category in layout["category"]]
+        assert "eval return by b0 (seed aggregate)" in titles
+        assert "step size by b0: log10(η_t / η0), 0 = the first step" in titles
+        charts = layout["category"][titles.index("eval return by b0 (seed aggregate)")]["chart"]
+        assert charts[1]["multiline"]["tag"] == [r"^eval_return/b0=1e4$"]
+        # Every multiline chart: each regex matched, as the dashboard matches it, by one tag of each optimizer's run
+        # that wrote it, so every line is a distinct run (a distinct colour), and the run list is the legend.
+        n_charts = 0
+        for category in layout["category"]:
+            for chart in category["chart"]:
+                if "multiline" not in chart:
+                    continue
+                n_charts += 1
+                series = [(run, name) for pattern in chart["multiline"]["tag"] for run, run_tags in tags.items()
+                          for name in run_tags if re.search(pattern, name)]
+                run_names = [run for run, _ in series]
+                assert len(run_names) == len(set(run_names)), chart
+                wrote = {"adam", "adamloss"} if "accumulator" not in chart["title"] else {"adamloss"}
+                assert set(run_names) == {f"aggregate/{name}" for name in wrote}, chart
+                for run, name in series:
+                    points = get(f"/data/plugin/scalars/scalars?run={quote(run)}&tag={quote(name)}")
+                    assert len(points) >= 2 and all(math.isfinite(p[2]) for p in points), (run, name)
+    # per b0: eval return, step size and accumulator growth per network (no training returns: no monitor files)
+    assert n_charts == 2 * (1 + 2 + 2)

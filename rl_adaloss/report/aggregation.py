@@ -1,20 +1,27 @@
-"""Aggregating the grid: each env x optimizer x b0 cell's seeds on a common step axis, and their statistics."""
+"""Aggregating the grid: each env x optimizer x b0 cell's seeds on a common step axis, and their statistics: eval
+returns, training-episode returns, effective step sizes and the accumulators' growth."""
 
 from __future__ import annotations
 
 import math
 import sys
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
+from rl_adaloss.report.diagnostics import accumulator_ratio, adam_equivalent, median_relative_growth
 from rl_adaloss.report.runs import Run
 from rl_adaloss.report.stats import DEFAULT_REPS, bootstrap_ci, iqm
 
 #: Sweeps with at least this many seeds are aggregated with the IQM, smaller ones with the mean.
 IQM_MIN_SEEDS = 4
+#: A run's training score at an episode's end is the mean return of its last this many episodes.
+TRAINING_WINDOW = 10
+#: Points of each env's training-score step axis.
+TRAINING_POINTS = 101
 
 
 # -- curves on a common step axis ------------------------------------------------------------------------------------
@@ -50,16 +57,50 @@ def area_under_curve(curve: np.ndarray, grid: np.ndarray) -> float:
     return float(np.trapezoid(curve, grid) / (grid[-1] - grid[0]))
 
 
-def step_size_curve(runs: list[Run], grid: np.ndarray, role: str) -> np.ndarray:
-    """Geometric mean over seeds of the ``role`` (actor or critic) effective step size on ``grid``; each run counts
-    only within its own evaluations (a diverged run's step size after it stopped is unknown, not held)."""
+def training_scores(run: Run) -> np.ndarray:
+    """The run's training score at each episode's end: the mean return of its last :data:`TRAINING_WINDOW`
+    episodes (SB3's ``ep_rew_mean``, over a shorter window)."""
+    returns = np.asarray(run.episode_returns, dtype=float)
+    if not len(returns):
+        return returns
+    sums = np.cumsum(np.concatenate([[0.0], returns]))
+    ends = np.arange(1, len(returns) + 1)
+    starts = np.maximum(ends - TRAINING_WINDOW, 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def training_steps(runs: Iterable[Run]) -> np.ndarray:
+    """An env's training-score step axis: :data:`TRAINING_POINTS` evenly spaced steps from the earliest first
+    episode end to the latest last one."""
+    ends = [(run.episode_steps[0], run.episode_steps[-1]) for run in runs if len(run.episode_steps)]
+    if not ends:
+        return np.zeros(0)
+    first, last = min(e[0] for e in ends), max(e[1] for e in ends)
+    return np.unique(np.round(np.linspace(first, last, TRAINING_POINTS)))
+
+
+def training_curve(run: Run, grid: np.ndarray) -> np.ndarray:
+    """The run's training score on ``grid``, resampled as the eval curves are; for a diverged run its minimum
+    training score after its last episode (as :func:`score_curve` does with its evaluations)."""
+    scores = training_scores(run)
+    curve = resample(run.episode_steps, scores, grid)
+    if run.status == "diverged" and len(scores):
+        curve[grid > run.episode_steps[-1]] = np.min(scores)
+    return curve
+
+
+def _geometric_curve(runs: list[Run], grid: np.ndarray, values_of) -> np.ndarray:
+    """Geometric mean over seeds, on ``grid``, of each run's positive ``values_of(run)`` at its evaluations; each run
+    counts only within its own evaluations (after a diverged run stopped, its value is unknown, not held)."""
     rows = []
     for run in runs:
-        lr = run.actor_lr if role == "actor" else run.critic_lr
-        ok = np.isfinite(lr) & (lr > 0)
+        values = np.asarray(values_of(run), dtype=float)
+        if len(values) != len(run.steps):
+            continue
+        ok = np.isfinite(values) & (values > 0)
         if not ok.any():
             continue
-        curve = np.exp(resample(run.steps[ok], np.log(lr[ok]), grid))
+        curve = np.exp(resample(run.steps[ok], np.log(values[ok]), grid))
         curve[(grid < run.steps[ok][0]) | (grid > run.steps[ok][-1])] = np.nan
         rows.append(curve)
     if not rows:
@@ -68,6 +109,18 @@ def step_size_curve(runs: list[Run], grid: np.ndarray, role: str) -> np.ndarray:
     with warnings.catch_warnings():  # an all-NaN column (no run evaluated there) is NaN on purpose
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.exp(np.nanmean(logs, axis=0))
+
+
+def step_size_curve(runs: list[Run], grid: np.ndarray, role: str) -> np.ndarray:
+    """Geometric mean over seeds of the ``role`` (actor or critic) effective step size on ``grid``; each run counts
+    only within its own evaluations (a diverged run's step size after it stopped is unknown, not held)."""
+    return _geometric_curve(runs, grid, lambda run: run.actor_lr if role == "actor" else run.critic_lr)
+
+
+def accumulator_curve(runs: list[Run], grid: np.ndarray, role: str) -> np.ndarray:
+    """Geometric mean over seeds of the ``role`` accumulator over its start (``b_t/b0``; ``b_t²/b0²`` for the
+    Algorithm-1 rules) on ``grid``; NaN throughout for a rule without an accumulator."""
+    return _geometric_curve(runs, grid, lambda run: accumulator_ratio(run, role))
 
 
 # -- the grid's cells ------------------------------------------------------------------------------------------------
@@ -89,6 +142,14 @@ class Group:
     auc: dict[str, float] = field(default_factory=dict)
     actor_lr: np.ndarray | None = None
     critic_lr: np.ndarray | None = None
+    actor_accumulator: np.ndarray | None = None  # accumulator / its start, geometric mean over seeds
+    critic_accumulator: np.ndarray | None = None
+    actor_growth: float = math.nan  # median over seeds of the accumulator's growth / its start
+    critic_growth: float = math.nan
+    adam_equivalent: bool | None = None  # a loss-driven rule whose accumulators hardly grew: None where not asked
+    train_curve: np.ndarray | None = None  # aggregate training-episode score on the env's training grid, its CI
+    train_low: np.ndarray | None = None
+    train_high: np.ndarray | None = None
 
     @property
     def used(self) -> list[Run]:
@@ -123,6 +184,7 @@ class Report:
     b0s: list[float]
     bootstrap: str = "rliable"  #: the bootstrap of the CIs, "rliable" or "numpy"
     fallback: str = ""  #: why numpy, where rliable was asked for and could not run
+    train_grids: dict[str, np.ndarray] = field(default_factory=dict)  # env -> training-score step axis
 
     def group(self, env: str, optimizer: str, b0: float) -> Group | None:
         for group in self.groups:
@@ -145,6 +207,33 @@ def _ordered(values: Iterable, preferred: Iterable = ()) -> list:
     return first + [v for v in values if v not in first]
 
 
+def _band(curves: np.ndarray, n_runs: int, statistic: str, reps: int, seed: int, bootstrap: str):
+    """The aggregate of ``curves`` (runs x steps) with its 95% CI (NaN with fewer than 2 runs), and the fallback."""
+    estimate = bootstrap_ci(curves, statistic, reps, seed, bootstrap)
+    low, high = estimate.low, estimate.high
+    if n_runs < 2:  # resampling one run gives a zero-width interval: no CI, not a sure one
+        low, high = np.full(curves.shape[1], np.nan), np.full(curves.shape[1], np.nan)
+    return estimate.point, low, high, estimate.fallback
+
+
+def fill_diagnostics(group: Group, grid: np.ndarray, train_grid: np.ndarray, reps: int, seed: int,
+                     bootstrap: str) -> str:
+    """The accumulators' growth and the training-episode scores of ``group``; returns the bootstrap's fallback."""
+    used = group.used
+    group.actor_accumulator = accumulator_curve(used, grid, "actor")
+    group.critic_accumulator = accumulator_curve(used, grid, "critic")
+    group.actor_growth = median_relative_growth(used, "actor")
+    group.critic_growth = median_relative_growth(used, "critic")
+    group.adam_equivalent = adam_equivalent(group.schedule, group.actor_growth, group.critic_growth)
+    trained = [run for run in used if len(run.episode_steps)]
+    if not trained or not len(train_grid):
+        return ""
+    curves = np.array([training_curve(run, train_grid) for run in trained])
+    group.train_curve, group.train_low, group.train_high, fallback = _band(
+        curves, len(trained), group.statistic, reps, seed, bootstrap)
+    return fallback
+
+
 def fill_group(group: Group, grid: np.ndarray, reps: int, seed: int, bootstrap: str) -> str:
     """Compute the curve, final return, AUC and step sizes of ``group`` on ``grid``; return why rliable could not
     compute its CIs, or an empty string."""
@@ -154,11 +243,8 @@ def fill_group(group: Group, grid: np.ndarray, reps: int, seed: int, bootstrap: 
     aucs = np.array([area_under_curve(curve, grid) for curve in curves])
     fallback = ""
     if len(grid):
-        estimate = bootstrap_ci(curves, statistic, reps, seed, bootstrap)
-        fallback = estimate.fallback
-        group.curve, group.curve_low, group.curve_high = estimate.point, estimate.low, estimate.high
-        if len(used) < 2:  # resampling one run gives a zero-width interval: no CI, not a sure one
-            group.curve_low, group.curve_high = np.full(len(grid), np.nan), np.full(len(grid), np.nan)
+        group.curve, group.curve_low, group.curve_high, fallback = _band(curves, len(used), statistic, reps, seed,
+                                                                         bootstrap)
     for values, target in ((finals, group.final), (aucs, group.auc)):
         low = high = math.nan
         if len(values) >= 2:
@@ -183,6 +269,7 @@ def aggregate(sweep: dict[str, Any], runs: list[Run], reps: int = DEFAULT_REPS, 
     optimizers = _ordered((run.optimizer for run in runs), (sweep.get("optimizers") or {}).keys())
     b0s = sorted({run.b0 for run in runs})
     grids = {env: common_steps(run.steps for run in runs if run.env == env and run.has_data) for env in envs}
+    train_grids = {env: training_steps(run for run in runs if run.env == env and run.has_data) for env in envs}
     groups, fallback = [], ""
     for env in envs:
         for optimizer in optimizers:
@@ -193,10 +280,12 @@ def aggregate(sweep: dict[str, Any], runs: list[Run], reps: int = DEFAULT_REPS, 
                     continue
                 group = Group(env, optimizer, members[0].schedule, b0, members, statistic)
                 why = fill_group(group, grids[env], reps, seed, bootstrap)
+                why = fill_diagnostics(group, grids[env], train_grids[env], reps, seed,
+                                       "numpy" if why else bootstrap) or why
                 if why and not fallback:  # say it once, and stop asking rliable for every later CI
                     bootstrap, fallback = "numpy", why
                     print(f"note: rliable is unusable here ({why}); using the built-in stratified bootstrap",
                           file=sys.stderr)
                 groups.append(group)
     return Report(sweep, runs, groups, grids, statistic, float(sweep.get("eta", 1.0)), envs, optimizers, b0s,
-                  bootstrap, fallback)
+                  bootstrap, fallback, train_grids)

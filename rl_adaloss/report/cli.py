@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rl_adaloss.errors import UsageError, exit_on_usage_error
 from rl_adaloss.io import write_atomic
 from rl_adaloss.report.aggregation import aggregate
-from rl_adaloss.report.figures import plot_reward_curves, plot_robustness, plot_step_sizes
+from rl_adaloss.report.figures import (
+    plot_accumulator_growth,
+    plot_reward_curves,
+    plot_robustness,
+    plot_step_sizes,
+    plot_training_scores,
+)
 from rl_adaloss.report.runs import load_runs
 from rl_adaloss.report.stats import DEFAULT_REPS
 from rl_adaloss.report.tensorboard import write_tensorboard
-from rl_adaloss.report.text import summary_csv, summary_markdown
+from rl_adaloss.report.text import diagnostics_csv, summary_csv, summary_markdown
 
-OUTPUTS = ("reward_curves.png", "robustness.png", "step_sizes.png", "summary.csv", "summary.md")
+OUTPUTS = ("reward_curves.png", "robustness.png", "step_sizes.png", "accumulator_growth.png", "training_scores.png",
+           "summary.csv", "summary.md", "diagnostics.csv")
 
 
 def write_report(sweep_dir: str | Path, reps: int = DEFAULT_REPS, seed: int = 0, bootstrap: str = "rliable",
@@ -33,8 +40,11 @@ def write_report(sweep_dir: str | Path, reps: int = DEFAULT_REPS, seed: int = 0,
     plot_reward_curves(report, paths["reward_curves.png"])
     plot_robustness(report, paths["robustness.png"])
     plot_step_sizes(report, paths["step_sizes.png"])
+    plot_accumulator_growth(report, paths["accumulator_growth.png"])
+    plot_training_scores(report, paths["training_scores.png"])
     write_atomic(paths["summary.csv"], summary_csv(report))
     write_atomic(paths["summary.md"], markdown)
+    write_atomic(paths["diagnostics.csv"], diagnostics_csv(report))
     paths["aggregate"] = write_tensorboard(report, sweep_dir)
     return paths
 

@@ -1,4 +1,5 @@
-"""The report's figures: reward curves per b0, robustness to b0, and effective step sizes per b0."""
+"""The report's figures: reward curves per b0, robustness to b0, effective step sizes per b0, the accumulators'
+growth per b0, and training-episode returns beside the eval returns."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import numpy as np
 
 from rl_adaloss.io import save_figure
 from rl_adaloss.records import MISSING_STATUSES
-from rl_adaloss.report.aggregation import Group, Report
+from rl_adaloss.report.aggregation import TRAINING_WINDOW, Group, Report, training_scores
+from rl_adaloss.report.diagnostics import ADAM_EQUIVALENT_BELOW, accumulator
 
 
 def _colors(report: Report) -> dict[str, Any]:
@@ -142,6 +144,14 @@ def plot_robustness(report: Report, path: Path) -> None:
     _save(figure, path)
 
 
+def _at_least_a_decade(ax) -> None:
+    """A log axis of at least a decade: a value that barely moves should look flat."""
+    low, high = ax.get_ylim()
+    if high / low < 10:
+        centre = math.sqrt(low * high)
+        ax.set_ylim(centre / math.sqrt(10), centre * math.sqrt(10))
+
+
 def _plot_step_sizes(ax, report: Report, env: str, b0: float, colors: dict[str, Any]) -> None:
     """Actor (solid) and critic (dashed) step size of each optimizer, on a log axis of at least a decade."""
     plotted = False
@@ -156,10 +166,7 @@ def _plot_step_sizes(ax, report: Report, env: str, b0: float, colors: dict[str, 
                 plotted = True
     if plotted:
         ax.set_yscale("log")
-        low, high = ax.get_ylim()
-        if high / low < 10:  # at least a decade: a step size that barely moves should look flat
-            centre = math.sqrt(low * high)
-            ax.set_ylim(centre / math.sqrt(10), centre * math.sqrt(10))
+        _at_least_a_decade(ax)
 
 
 def plot_step_sizes(report: Report, path: Path) -> None:
@@ -180,4 +187,101 @@ def plot_step_sizes(report: Report, path: Path) -> None:
             _legend(ax, fontsize=7)
     figure.suptitle("Effective step size over training, at each evaluation (geometric mean over seeds; "
                     "solid actor, dashed critic)", fontsize=10)
+    _save(figure, path)
+
+
+def _plot_accumulators(ax, report: Report, env: str, b0: float, colors: dict[str, Any]) -> None:
+    """Each optimizer's accumulator over its start, actor solid and critic dashed, on a log axis from 1 up."""
+    plotted = False
+    for name in report.optimizers:
+        group = report.group(env, name, b0)
+        if group is None or group.actor_accumulator is None:
+            continue
+        note = f" ≡ {accumulator(group.schedule).counterpart} here" if group.adam_equivalent else ""
+        for values, style, role, grew in ((group.actor_accumulator, "-", "actor", group.actor_growth),
+                                          (group.critic_accumulator, "--", "critic", group.critic_growth)):
+            if np.isfinite(values).any():
+                ax.plot(report.grids[env], values, color=colors[name], linestyle=style, linewidth=1.6,
+                        label=f"{name} {role}: +{grew:.2g}{note}")
+                plotted = True
+    if plotted:
+        ax.axhline(1 + ADAM_EQUIVALENT_BELOW, color="grey", linestyle=":", linewidth=1)
+        ax.set_yscale("log")
+        low, high = ax.get_ylim()
+        ax.set_ylim(min(low, 0.9), max(high, 10.0))  # from the start (1) to at least a decade above it
+
+
+def plot_accumulator_growth(report: Report, path: Path) -> None:
+    """``accumulator_growth.png``: each network's accumulator over its start (b_t/b0; b_t²/b0² for the
+    Algorithm-1 rules) over training, log y, one panel per env x b0."""
+    colors = _colors(report)
+    figure, axes = _panels(len(report.envs), len(report.b0s))
+    for row, env in enumerate(report.envs):
+        for col, b0 in enumerate(report.b0s):
+            ax = axes[row, col]
+            _plot_accumulators(ax, report, env, b0, colors)
+            prefix = f"{env}\n" if len(report.envs) > 1 else ""
+            ax.set_title(f"{prefix}b0 = {report.b0_label(b0)}", fontsize=10)
+            ax.set_xlabel("env steps")
+            if col == 0:
+                ax.set_ylabel("accumulator / b0")
+            ax.grid(alpha=0.3, which="both")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+            else:
+                ax.text(0.5, 0.5, "no accumulator (Adam, AdamSqrt, SGD)\nor no runs with data",
+                        transform=ax.transAxes, ha="center", va="center", color="grey", fontsize=8)
+    figure.suptitle(f"Did the accumulator move? b_t/b0 (AdamLoss) or b_t²/b0² (AdaLoss) over training, geometric "
+                    f"mean over seeds; solid actor, dashed critic; legend: median growth / b0. Below the dotted "
+                    f"line (+{ADAM_EQUIVALENT_BELOW:.0%}) the rule is its fixed-step counterpart", fontsize=10)
+    _save(figure, path)
+
+
+def _plot_training_group(ax, group: Group, grid: np.ndarray, color, label: str) -> None:
+    if group.train_curve is None:
+        return
+    for run in group.used:
+        if len(run.episode_steps):
+            ax.plot(run.episode_steps, training_scores(run), color=color, alpha=0.25, linewidth=0.8)
+    ax.plot(grid, group.train_curve, color=color, linewidth=2, label=label)
+    ax.fill_between(grid, group.train_low, group.train_high, color=color, alpha=0.2, linewidth=0)
+
+
+def plot_training_scores(report: Report, path: Path) -> None:
+    """``training_scores.png``: per env, a row of training-episode returns (the paper's scores, from the Monitor
+    files) above a row of deterministic eval returns, one column per b0, on the same y axis."""
+    colors = _colors(report)
+    figure, axes = _panels(2 * len(report.envs), len(report.b0s), height=3.2)
+    for row, env in enumerate(report.envs):
+        for col, b0 in enumerate(report.b0s):
+            train_ax, eval_ax = axes[2 * row, col], axes[2 * row + 1, col]
+            for name in report.optimizers:
+                group = report.group(env, name, b0)
+                if group is None:
+                    continue
+                _plot_training_group(train_ax, group, report.train_grids.get(env, np.zeros(0)), colors[name],
+                                     _curve_label(name, group))
+                _plot_group_curves(eval_ax, group, report.grids[env], colors[name], _curve_label(name, group))
+            prefix = f"{env}, " if len(report.envs) > 1 else ""
+            train_ax.set_title(f"{prefix}b0 = {report.b0_label(b0)}: training episodes", fontsize=10)
+            eval_ax.set_title(f"{prefix}b0 = {report.b0_label(b0)}: deterministic evaluation", fontsize=10)
+            for ax in (train_ax, eval_ax):
+                ax.set_xlabel("env steps")
+                ax.grid(alpha=0.3)
+            if col == 0:
+                train_ax.set_ylabel(f"training return (last {TRAINING_WINDOW} ep.)")
+                eval_ax.set_ylabel("eval return")
+            if train_ax.get_legend_handles_labels()[0]:
+                train_ax.legend(fontsize=7)
+                lows, highs = zip(train_ax.get_ylim(), eval_ax.get_ylim())
+                for ax in (train_ax, eval_ax):
+                    ax.set_ylim(min(lows), max(highs))
+                eval_ax.set_xlim(train_ax.get_xlim())
+            else:
+                train_ax.text(0.5, 0.5, "no training episodes (monitor/*.csv)", transform=train_ax.transAxes,
+                              ha="center", va="center", color="grey")
+            _legend(eval_ax, fontsize=7)
+    figure.suptitle(f"Training-episode returns (top: mean of the last {TRAINING_WINDOW} episodes, stochastic "
+                    f"policy, raw rewards) beside the deterministic evaluation (bottom); "
+                    f"{report.statistic} over seeds with 95% bootstrap band, seeds faint", fontsize=10)
     _save(figure, path)

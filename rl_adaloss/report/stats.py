@@ -8,7 +8,8 @@ the result says which one computed it, so the report can tell its reader.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 

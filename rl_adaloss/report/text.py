@@ -9,16 +9,19 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rl_adaloss.errors import UsageError
 from rl_adaloss.records import MISSING_STATUSES
 from rl_adaloss.report.aggregation import Group, Report
+from rl_adaloss.report.diagnostics import ADAM_EQUIVALENT_BELOW, DIAGNOSTICS_COLUMNS, accumulator, diagnostics_rows
 
 SUMMARY_COLUMNS = [
     "env", "optimizer", "schedule", "b0", "initial_step", "n_seeds", "n_used", "n_finished", "n_diverged",
     "n_failed", "n_interrupted", "n_not_run", "statistic", "final_iqm", "final_mean", "final_ci_low",
-    "final_ci_high", "auc_iqm", "auc_mean", "auc_ci_low", "auc_ci_high",
+    "final_ci_high", "auc_iqm", "auc_mean", "auc_ci_low", "auc_ci_high", "actor_growth_over_b0",
+    "critic_growth_over_b0", "adam_equivalent",
 ]
 #: The rule whose variants are the default reference of the comparison.
 REFERENCE_RULE = "adam"
@@ -36,7 +39,9 @@ def summary_rows(report: Report) -> list[dict[str, Any]]:
             n_failed=g.count("failed"), n_interrupted=g.count("interrupted"), n_not_run=g.count("not run"),
             statistic=g.statistic, final_iqm=g.final["iqm"], final_mean=g.final["mean"],
             final_ci_low=g.final["low"], final_ci_high=g.final["high"], auc_iqm=g.auc["iqm"],
-            auc_mean=g.auc["mean"], auc_ci_low=g.auc["low"], auc_ci_high=g.auc["high"]))
+            auc_mean=g.auc["mean"], auc_ci_low=g.auc["low"], auc_ci_high=g.auc["high"],
+            actor_growth_over_b0=g.actor_growth, critic_growth_over_b0=g.critic_growth,
+            adam_equivalent="" if g.adam_equivalent is None else g.adam_equivalent))
     return rows
 
 
@@ -46,13 +51,22 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def summary_csv(report: Report) -> str:
+def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    for row in summary_rows(report):
+    for row in rows:
         writer.writerow({key: _csv_value(value) for key, value in row.items()})
     return text.getvalue()
+
+
+def summary_csv(report: Report) -> str:
+    return _csv(SUMMARY_COLUMNS, summary_rows(report))
+
+
+def diagnostics_csv(report: Report) -> str:
+    """``diagnostics.csv``: per run with data, each network's b0 and its accumulator's growth."""
+    return _csv(DIAGNOSTICS_COLUMNS, diagnostics_rows(report.runs))
 
 
 # -- the verdict paragraph -------------------------------------------------------------------------------------------
@@ -194,6 +208,64 @@ def spread_sentence(report: Report) -> list[str]:
     return sentences
 
 
+# -- could this sweep have shown the mechanism? ---------------------------------------------------------------------
+
+def _growth(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3g}"
+
+
+def _flag(group: Group) -> str:
+    """The ``≡`` column of summary.md: "yes (≡ Adam)", "no", or blank where the question does not arise."""
+    if group.adam_equivalent is None:
+        return ""
+    return f"yes (≡ {accumulator(group.schedule).counterpart})" if group.adam_equivalent else "no"
+
+
+def mechanism_section(report: Report) -> list[str]:
+    """``summary.md``'s diagnostic: per loss-driven cell, how much its accumulators grew against where they
+    started, which cells were their fixed-step counterpart ("≡ Adam here"), and whether the sweep could have shown
+    the mechanism at all."""
+    lines = ["## Could this sweep have shown the mechanism?", ""]
+    kinds = {g.schedule: accumulator(g.schedule) for g in report.groups}
+    loss_driven = [g for g in report.groups if kinds[g.schedule] is not None and kinds[g.schedule].loss_driven]
+    if not loss_driven:
+        return lines + ["No variant of this sweep has a loss-driven accumulator: there is no mechanism to show.", ""]
+    limit = f"{ADAM_EQUIVALENT_BELOW:.0%}"
+    rules = {g.schedule: kinds[g.schedule] for g in loss_driven}
+    formulas = "; ".join(f"{kind.formula} for {rule}" for rule, kind in rules.items())
+    counterparts = " or ".join(dict.fromkeys(kind.counterpart for kind in rules.values()))
+    lines.append(f"A loss-driven rule differs from its fixed-step counterpart ({counterparts}) only through its "
+                 f"accumulator, which grows by α·Σ|f − c|. Growth below is the median over seeds of (accumulator at "
+                 f"the last evaluation − its start) / its start ({formulas}); the step size shrinks by "
+                 f"1/√(1 + growth). A cell whose accumulators grew by less than {limit} of their start in both "
+                 f"networks took steps within 5% of a constant one: its rule *was* {counterparts} there, and its "
+                 f"returns say nothing about the mechanism. Per run: diagnostics.csv; over training: "
+                 f"accumulator_growth.png.")
+    lines.append("")
+
+    def cell(g: Group) -> str:
+        env = f"{g.env} " if len(report.envs) > 1 else ""
+        return (f"{env}{g.optimizer} b0={report.b0_label(g.b0)} (actor {_growth(g.actor_growth)}, critic "
+                f"{_growth(g.critic_growth)})")
+
+    equivalent = [g for g in loss_driven if g.adam_equivalent]
+    for name in dict.fromkeys(kinds[g.schedule].counterpart for g in equivalent):
+        mine = [g for g in equivalent if kinds[g.schedule].counterpart == name]
+        lines.append(f"≡ {name} here (growth < {limit} in both networks): " + "; ".join(map(cell, mine)) + ".")
+    moved = [g for g in loss_driven if g.adam_equivalent is False]
+    if moved:
+        lines.append(f"The accumulator grew by at least {limit} in: " + "; ".join(map(cell, moved)) + ".")
+    unknown = [g for g in loss_driven if g.adam_equivalent is None]
+    if unknown:
+        lines.append("No growth could be measured (no usable run, or no b in evaluations.csv) for: "
+                     + "; ".join(map(cell, unknown)) + ".")
+    if equivalent and len(equivalent) == len(loss_driven):
+        lines += ["", f"**Every loss-driven cell of this sweep was ≡ {counterparts}: the sweep could not have shown "
+                      f"the paper's mechanism**, whatever its returns say. A smaller b0, a larger α or larger "
+                      f"(unnormalised) losses would let the accumulator move."]
+    return lines + [""]
+
+
 # -- summary.md ------------------------------------------------------------------------------------------------------
 
 def _overview(report: Report) -> list[str]:
@@ -232,13 +304,14 @@ def _how_to_read(report: Report) -> str:
 def _table(report: Report) -> list[str]:
     header = ["env", "optimizer", "b0", "first step", "seeds", "used", "diverged", "failed/interrupted/not run",
               "final IQM", "final mean", f"final 95% CI ({report.statistic})", f"AUC {report.statistic}",
-              "AUC 95% CI"]
+              "AUC 95% CI", "actor growth / b0", "critic growth / b0", "≡ fixed step"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for g in report.groups:
         cells = [g.env, g.optimizer, report.b0_label(g.b0), f"{report.initial_step(g.b0):.3g}", str(len(g.runs)),
                  str(len(g.used)), str(g.n_diverged), "/".join(str(g.count(s)) for s in MISSING_STATUSES),
                  _num(g.final['iqm']), _num(g.final['mean']), _ci(g.final),
-                 _num(g.auc.get(g.statistic.lower(), math.nan)), _ci(g.auc)]
+                 _num(g.auc.get(g.statistic.lower(), math.nan)), _ci(g.auc), _growth(g.actor_growth),
+                 _growth(g.critic_growth), _flag(g)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -268,7 +341,9 @@ def summary_markdown(report: Report, challengers: Sequence[str] | None = None,
     paragraph = verdicts(report, challengers, references) + spread_sentence(report)
     lines = _overview(report) + ["", "## What the numbers say", "", " ".join(paragraph), "", _how_to_read(report)]
     lines += ["", "## Final eval return and AUC (mean eval return over training)", ""] + _table(report)
+    lines += [""] + mechanism_section(report)
     lines += _left_out_and_diverged(report)
-    lines += ["", "Figures: reward_curves.png, robustness.png, step_sizes.png. TensorBoard: "
-              "`tensorboard --logdir <this folder>`, Custom Scalars tab for the per-b0 dashboard.", ""]
+    lines += ["", "Figures: reward_curves.png, robustness.png, step_sizes.png, accumulator_growth.png, "
+              "training_scores.png. TensorBoard: `tensorboard --logdir <this folder>`, Custom Scalars tab for the "
+              "per-b0 dashboard.", ""]
     return "\n".join(lines)

@@ -232,8 +232,9 @@ def plot_accumulator_growth(report: Report, path: Path) -> None:
                 ax.text(0.5, 0.5, "no accumulator (Adam, AdamSqrt, SGD)\nor no runs with data",
                         transform=ax.transAxes, ha="center", va="center", color="grey", fontsize=8)
     figure.suptitle(f"Did the accumulator move? b_t/b0 (AdamLoss) or b_t²/b0² (AdaLoss) over training, geometric "
-                    f"mean over seeds; solid actor, dashed critic; legend: median growth / b0. Below the dotted "
-                    f"line (+{ADAM_EQUIVALENT_BELOW:.0%}) the rule is its fixed-step counterpart", fontsize=10)
+                    f"mean over seeds; solid actor, dashed critic;\nlegend: median growth / b0 over seeds. "
+                    f"Below the dotted line (+{ADAM_EQUIVALENT_BELOW:.0%}) the rule is its fixed-step counterpart",
+                    fontsize=10)
     _save(figure, path)
 
 
@@ -276,12 +277,14 @@ def plot_training_scores(report: Report, path: Path) -> None:
                 lows, highs = zip(train_ax.get_ylim(), eval_ax.get_ylim())
                 for ax in (train_ax, eval_ax):
                     ax.set_ylim(min(lows), max(highs))
-                eval_ax.set_xlim(train_ax.get_xlim())
+                lefts, rights = zip(train_ax.get_xlim(), eval_ax.get_xlim())
+                for ax in (train_ax, eval_ax):
+                    ax.set_xlim(min(lefts), max(rights))
             else:
                 train_ax.text(0.5, 0.5, "no training episodes (monitor/*.csv)", transform=train_ax.transAxes,
                               ha="center", va="center", color="grey")
             _legend(eval_ax, fontsize=7)
     figure.suptitle(f"Training-episode returns (top: mean of the last {TRAINING_WINDOW} episodes, stochastic "
-                    f"policy, raw rewards) beside the deterministic evaluation (bottom); "
+                    f"policy, raw rewards)\nbeside the deterministic evaluation (bottom); "
                     f"{report.statistic} over seeds with 95% bootstrap band, seeds faint", fontsize=10)
     _save(figure, path)

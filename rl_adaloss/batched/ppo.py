@@ -433,3 +433,50 @@ class BatchedPPO:
                 if b is not None:
                     stats[f"{name}_b"] = b
         return stats
+
+
+# -- evaluation and the training loop ----------------------------------------------------------------------------
+
+class BatchedEvaluator:
+    """SB3's ``evaluate_policy(deterministic=True)`` on a separately seeded env per member (seed + 10000), with the
+    training env's observation statistics frozen in it and raw rewards. The ``episodes`` episodes of an evaluation
+    run side by side (one env each, all reset at the start as evaluate_policy resets its env); an env's first
+    finished episode is its return. Each member's eval generator goes on from one evaluation to the next."""
+
+    def __init__(self, engine: "BatchedPPO", env_id: str, episodes: int, normalize: NormalizeSettings) -> None:
+        self.engine = engine
+        self.episodes = episodes
+        seeds = [s + EVAL_SEED_OFFSET for s in engine.seeds]
+        frozen = NormalizeSettings(obs=normalize.obs, reward=False, clip_obs=normalize.clip_obs,
+                                   epsilon=normalize.epsilon)
+        self.env = BatchedVecNormalize(make_batched_env(env_id, seeds, episodes, engine.device), frozen, training=False)
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[list[float], list[float]]:
+        """Per member, the mean and (population) std of the episode returns."""
+        self.env.freeze_copy_stats_from(self.engine.env)
+        self.obs = self.env.reset()  # evaluate_policy resets the eval env; its generator goes on
+        K, n = self.engine.members, self.episodes
+        returns = torch.zeros(K, n, dtype=torch.float64, device=self.engine.device)
+        finished = torch.zeros(K, n, dtype=torch.bool, device=self.engine.device)
+        while not bool(finished.all()):
+            actions = self.engine.policy.predict(self.obs)
+            result = self.env.step(actions)
+            returns += torch.where(finished, 0.0, result.reward.to(torch.float64))
+            finished |= result.done
+            self.obs = result.obs
+        return returns.mean(dim=1).tolist(), returns.std(dim=1, unbiased=False).tolist()
+
+
+def _learn(self: "BatchedPPO", on_update: Callable[["BatchedPPO"], None] | None = None) -> None:
+    """Collect and train until ``total_timesteps`` (SB3's ``learn``); ``on_update`` after each update."""
+    while self.num_timesteps < self.total_timesteps:
+        if not bool(self.alive.any()):
+            break
+        self.collect_rollouts()
+        self.train()
+        if on_update is not None:
+            on_update(self)
+
+
+BatchedPPO.learn = _learn  # type: ignore[attr-defined]

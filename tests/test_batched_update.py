@@ -137,3 +137,20 @@ def test_gae_and_normalization_match_sb3_on_the_same_rollout():
     engine.compute_returns_and_advantage(buf, last_values, dones)
     torch.testing.assert_close(buf.advantages, as_members(models, "advantages"), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(buf.returns, as_members(models, "returns"), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("loop", [
+    pytest.param(False, marks=pytest.mark.xfail(strict=True, reason="rl_adaloss.optim's member mode keeps the "
+                                                "accumulator b in float32: at b0=1e7 (the shipped Pendulum configs) "
+                                                "every increment below 0.5 is lost, so AdamLoss's b never grows")),
+    True], ids=["member-axis", "per-member-loop"])
+def test_adamloss_accumulator_grows_as_adalossppo_s(loop):
+    """AdaLossPPO's AdamLoss keeps b as a Python float: from b0 = 1e7, 20 losses of 0.3 make it 1e7 + 6."""
+    from rl_adaloss.batched.optim import MemberOptimizer
+
+    param = torch.nn.Parameter(torch.zeros(2, 3))
+    optimizer = MemberOptimizer("adamloss", [param], [dict(lr=1.0, b0=1e7, alpha=1.0, c=0.0)] * 2, force_loop=loop)
+    for _ in range(20):
+        param.grad = torch.ones(2, 3)
+        optimizer.step(torch.tensor([0.3, 0.3]), torch.tensor([True, True]))
+    assert optimizer.b == pytest.approx([1e7 + 6.0] * 2, abs=1e-3)

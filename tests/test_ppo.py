@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from rl_adaloss.optim import AdamLoss, SGDConstant
-from rl_adaloss.ppo import AdaLossPPO, SeparateOptimizersPolicy, TrainingDiverged
+from rl_adaloss.ppo import AdaLossPPO, OptimizerPair, SeparateOptimizersPolicy, TrainingDiverged
 
 ENV = "Pendulum-v1"
 #: Small PPO: two updates of 128 steps, 4 minibatches of 32, 2 epochs.
@@ -82,10 +82,16 @@ def test_two_optimizers_own_disjoint_parameters_covering_the_policy():
         actor_optimizer_kwargs=dict(b0=9.0), critic_optimizer_kwargs=dict(alpha=2.0, c=-1.0)), **SMALL)
     policy = model.policy
     assert isinstance(policy, SeparateOptimizersPolicy)
-    assert policy.optimizer is None
     actor, critic = policy.actor_optimizer, policy.critic_optimizer
     assert type(actor) is AdamLoss and type(critic) is AdamLoss
     assert policy.optimizers() == {"actor": actor, "critic": critic}
+    # No third optimizer: SB3's policy.optimizer (what SB3's save format and PPO.load need) is a view of the two,
+    # with no parameter groups or state of its own, and it refuses to step.
+    assert isinstance(policy.optimizer, OptimizerPair)
+    assert policy.optimizer.optimizers() == {"actor": actor, "critic": critic}
+    assert [id(g) for g in policy.optimizer.param_groups] == [id(g) for g in actor.param_groups + critic.param_groups]
+    with pytest.raises(RuntimeError, match="AdaLossPPO"):
+        policy.optimizer.step()
 
     actor_ids = ids(p for g in actor.param_groups for p in g["params"])
     critic_ids = ids(p for g in critic.param_groups for p in g["params"])

@@ -10,12 +10,20 @@ import torch
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 from rl_adaloss.optim import ScheduledOptimizer
-from rl_adaloss.ppo.policy import SeparateOptimizersPolicy
+from rl_adaloss.ppo.policy import (
+    SeparateOptimizersCnnPolicy,
+    SeparateOptimizersMultiInputPolicy,
+    SeparateOptimizersPolicy,
+)
 from rl_adaloss.snapshot import rng_state
+
+#: The names SB3's output formats (stdout/log, json, csv, tensorboard) check in a record's ``exclude``.
+_EVERY_OUTPUT_FORMAT = ("stdout", "log", "json", "csv", "tensorboard")
 
 
 class TrainingDiverged(RuntimeError):
@@ -28,7 +36,7 @@ class TrainingDiverged(RuntimeError):
 
 
 @contextmanager
-def _invalid_distribution_is_divergence(model: "AdaLossPPO"):
+def _invalid_distribution_is_divergence(model: AdaLossPPO):
     """A huge step can leave the parameters finite and yet the action distribution invalid (a log-std of -1e6
     gives a zero scale); torch.distributions then refuses it with a ValueError. That is a divergence too."""
     try:
@@ -73,21 +81,44 @@ class AdaLossPPO(PPO):
     ``learning_rate`` (a float or a schedule) is the base step size eta of every optimizer. A NaN or infinite loss or
     parameter raises :class:`TrainingDiverged` at the end of the update in which it appeared; so does an action
     distribution that torch refuses (a zero or NaN scale), as soon as it is met.
+
+    SB3 conformity:
+
+    * the policies are SB3's ``MlpPolicy``, ``CnnPolicy`` and ``MultiInputPolicy`` with the two optimizers; in the
+      separate layout the last two give the actor and the critic each their own features extractor by default. A
+      features extractor with weights shared by both networks is the one set-up the separate layout refuses;
+    * files are saved as stock PPO saves them (``policy`` and ``policy.optimizer``, the latter holding both
+      optimizers' states), so ``stable_baselines3.PPO.load`` opens them (``rl_adaloss`` must be importable: the
+      policy and optimizer classes are stored by reference) and predicts the same actions; it cannot train a
+      separate-layout model on (``policy.optimizer.step()`` refuses), ``AdaLossPPO.load`` can;
+    * what ``train()`` records is written at once, at the update's step (SB3 writes it one rollout late, and never the
+      last update's), and stays readable in ``logger.name_to_value`` after ``learn()``, as in SB3.
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": SeparateOptimizersPolicy}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": SeparateOptimizersPolicy,
+        "CnnPolicy": SeparateOptimizersCnnPolicy,
+        "MultiInputPolicy": SeparateOptimizersMultiInputPolicy,
+    }
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "rollout_start_rng"]
 
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        names = [f"policy.{attr}" for attr in self._optimizer_attributes()]
-        return ["policy", *names], []
+    # Saved as stock PPO saves: ``policy`` and ``policy.optimizer`` (in the separate layout an OptimizerPair, whose
+    # state holds both optimizers'), so SB3's PPO.load opens the file.
 
-    def _optimizer_attributes(self) -> list[str]:
-        if getattr(self.policy, "separate_optimizers", False):
-            return ["actor_optimizer", "critic_optimizer"]
-        return ["optimizer"]
+    def set_parameters(self, load_path_or_dict, exact_match: bool = True, device="auto") -> None:
+        """SB3's ``set_parameters``; also reads files saved before the optimizers were saved as one
+        ``policy.optimizer`` entry (as ``policy.actor_optimizer`` and ``policy.critic_optimizer``)."""
+        if isinstance(load_path_or_dict, dict):
+            params = dict(load_path_or_dict)
+        else:
+            _, params, _ = load_from_zip_file(load_path_or_dict, device=device, load_data=False)
+        legacy = ("policy.actor_optimizer", "policy.critic_optimizer")
+        if all(name in params for name in legacy) and "policy.optimizer" not in params:
+            actor, critic = (params.pop(name) for name in legacy)
+            params["policy.optimizer"] = {"actor": actor, "critic": critic}
+        super().set_parameters(params, exact_match=exact_match, device=device)
 
     def _optimizer_groups(self) -> list[tuple[str, torch.optim.Optimizer, list[torch.nn.Parameter]]]:
         """(role, optimizer, the parameters it owns), for the policy's layout."""
@@ -198,8 +229,21 @@ class AdaLossPPO(PPO):
         self.logger.record("train/critic_loss", mean(critic_losses))
         for key, value in self.step_size_stats().items():
             self.logger.record(f"train/{key}", value)
-        # SB3 writes train() records one rollout late, and never the last update's: write them now, at this step.
-        self.logger.dump(step=self.num_timesteps)
+        self._write_records()
+
+    def _write_records(self) -> None:
+        """Write what is recorded now, at this update's step, and keep it readable in ``logger.name_to_value``.
+
+        SB3's ``learn()`` writes ``train()``'s records at its next dump, one rollout late, so the last update's are
+        never written; until then they stay readable (callbacks and user code read ``name_to_value`` after
+        ``learn()``). Here they are written at once, at ``num_timesteps``; then recorded again, excluded from every
+        SB3 output format, so they stay readable until the next dump clears them and are not written twice.
+        """
+        logger = self.logger
+        values = dict(logger.name_to_value)
+        logger.dump(step=self.num_timesteps)
+        for key, value in values.items():
+            logger.record(key, value, exclude=_EVERY_OUTPUT_FORMAT)
 
     def step_size_stats(self) -> dict[str, float]:
         """``actor_effective_lr``, ``critic_effective_lr`` and, where the rule has one, ``actor_b``/``critic_b``.
@@ -208,7 +252,8 @@ class AdaLossPPO(PPO):
         """
         stats: dict[str, float] = {}
         for role, optimizer, _ in self._optimizer_groups():
-            lr = optimizer.effective_lr[0] if isinstance(optimizer, ScheduledOptimizer) else optimizer.param_groups[0]["lr"]
+            scheduled = isinstance(optimizer, ScheduledOptimizer)
+            lr = optimizer.effective_lr[0] if scheduled else optimizer.param_groups[0]["lr"]
             b = optimizer.b[0] if hasattr(optimizer, "b") else None
             for name in (["actor", "critic"] if role == "joint" else [role]):
                 stats[f"{name}_effective_lr"] = float(lr)

@@ -1,4 +1,5 @@
-"""The command: ``python -m rl_adaloss.report SWEEP_DIR`` writes the whole report into the sweep folder."""
+"""The command: ``python -m rl_adaloss.report SWEEP_DIR [SWEEP_DIR ...] [--out DIR]`` writes each sweep's report
+into its folder and, for several sweeps, the aggregates across their tasks into ``--out``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from pathlib import Path
 
 from rl_adaloss.errors import UsageError, exit_on_usage_error
 from rl_adaloss.io import write_atomic
-from rl_adaloss.report.aggregation import aggregate
+from rl_adaloss.report.across import across_tasks
+from rl_adaloss.report.aggregation import Report, aggregate
 from rl_adaloss.report.figures import (
     plot_accumulator_growth,
+    plot_across_iqm,
+    plot_performance_profiles,
+    plot_probability_of_improvement,
     plot_reward_curves,
     plot_robustness,
     plot_step_sizes,
@@ -19,10 +24,15 @@ from rl_adaloss.report.figures import (
 from rl_adaloss.report.runs import load_runs
 from rl_adaloss.report.stats import DEFAULT_REPS
 from rl_adaloss.report.tensorboard import write_tensorboard
-from rl_adaloss.report.text import diagnostics_csv, summary_csv, summary_markdown
+from rl_adaloss.report.text import across_csv, across_markdown, diagnostics_csv, summary_csv, summary_markdown
 
 OUTPUTS = ("reward_curves.png", "robustness.png", "step_sizes.png", "accumulator_growth.png", "training_scores.png",
            "summary.csv", "summary.md", "diagnostics.csv")
+#: What ``--out`` gets for several sweeps: the aggregates across their tasks.
+ACROSS_OUTPUTS = ("across_tasks.csv", "across_tasks.md", "across_tasks_iqm.png", "performance_profiles.png",
+                  "probability_of_improvement.png")
+#: The dashboard's address, smoothing off (TensorBoard's default 0.6 would smooth the aggregates again).
+DASHBOARD = "http://localhost:6006/#custom_scalars&_smoothingWeight=0"
 
 
 def write_report(sweep_dir: str | Path, reps: int = DEFAULT_REPS, seed: int = 0, bootstrap: str = "rliable",
@@ -32,7 +42,11 @@ def write_report(sweep_dir: str | Path, reps: int = DEFAULT_REPS, seed: int = 0,
     ``bootstrap`` ("rliable" or "numpy") computes the CIs; ``challengers`` and ``references`` are the variants the
     generated paragraph compares (by default every variant against the Adam ones).
     """
-    sweep_dir = Path(sweep_dir)
+    return _write_sweep(Path(sweep_dir), reps, seed, bootstrap, challengers, references)[1]
+
+
+def _write_sweep(sweep_dir: Path, reps: int, seed: int, bootstrap: str, challengers: Sequence[str] | None,
+                 references: Sequence[str] | None) -> tuple[Report, dict[str, Path]]:
     report = aggregate(*load_runs(sweep_dir), reps=reps, seed=seed, bootstrap=bootstrap)
     paths = {name: sweep_dir / name for name in OUTPUTS}
     # The text first: it checks the variant names, before any figure is drawn.
@@ -46,22 +60,62 @@ def write_report(sweep_dir: str | Path, reps: int = DEFAULT_REPS, seed: int = 0,
     write_atomic(paths["summary.md"], markdown)
     write_atomic(paths["diagnostics.csv"], diagnostics_csv(report))
     paths["aggregate"] = write_tensorboard(report, sweep_dir)
-    return paths
+    return report, paths
+
+
+def write_reports(sweep_dirs: Sequence[str | Path], out: str | Path | None = None, reps: int = DEFAULT_REPS,
+                  seed: int = 0, bootstrap: str = "rliable") -> dict[str, dict[str, Path]]:
+    """Each sweep's report into its folder and, with ``out``, the aggregates across all their tasks into ``out``
+    (required with more than one sweep); returns folder -> name -> path."""
+    sweep_dirs = [Path(d) for d in sweep_dirs]
+    if len({d.resolve() for d in sweep_dirs}) < len(sweep_dirs):
+        raise UsageError("a sweep folder is named twice; name each sweep once")
+    if len(sweep_dirs) > 1 and out is None:
+        raise UsageError("--out: required with more than one sweep (the folder for the aggregates across tasks)")
+    for sweep_dir in sweep_dirs:  # every folder checked before anything is written
+        load_runs(sweep_dir)
+    written, reports = {}, []
+    for sweep_dir in sweep_dirs:
+        report, written[str(sweep_dir)] = _write_sweep(sweep_dir, reps, seed, bootstrap, None, None)
+        reports.append((sweep_dir.name, report))
+    if out is not None:
+        result = across_tasks(reports, reps=reps, seed=seed, bootstrap=bootstrap)
+        if not result.cells:
+            raise UsageError(f"--out: the sweeps share no optimizer and b0 with data ({', '.join(result.missing)})")
+        out = Path(out)
+        paths = {name: out / name for name in ACROSS_OUTPUTS}
+        plot_across_iqm(result, paths["across_tasks_iqm.png"])
+        plot_performance_profiles(result, paths["performance_profiles.png"])
+        plot_probability_of_improvement(result, paths["probability_of_improvement.png"])
+        write_atomic(paths["across_tasks.csv"], across_csv(result))
+        write_atomic(paths["across_tasks.md"], across_markdown(result))
+        written[str(out)] = paths
+    return written
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m rl_adaloss.report",
-        description="Write a sweep's comparison report into its folder: reward_curves.png (eval return per b0, "
+        description="Write each sweep's comparison report into its folder: reward_curves.png (eval return per b0, "
                     "seed aggregate with 95% bootstrap band), robustness.png (final return and AUC against b0), "
-                    "step_sizes.png (effective step sizes), summary.csv and summary.md (table and a generated "
-                    "verdict per b0: each variant against Adam), and a TensorBoard dashboard in aggregate/.",
+                    "step_sizes.png (effective step sizes), accumulator_growth.png (b_t/b0 over training), "
+                    "training_scores.png (training-episode returns beside the eval returns), summary.csv and "
+                    "summary.md (table, a generated verdict per b0: each variant against Adam, and which "
+                    "loss-driven cells were Adam because their accumulator hardly grew), diagnostics.csv (per "
+                    "run), and a TensorBoard dashboard in aggregate/<optimizer>/. With several sweeps, --out gets "
+                    "rliable's aggregates across their tasks: across_tasks.csv/.md, across_tasks_iqm.png, "
+                    "performance_profiles.png, probability_of_improvement.png.",
         epilog="Seeds are aggregated with the IQM from 4 seeds on, else the mean. A diverged run counts as its "
                "minimum eval return from its last evaluation on; failed, interrupted and not-run points are left "
-               "out and listed in summary.md. Re-running replaces every output. Exit codes: 0 written, 2 not a "
-               "sweep folder.",
+               "out and listed in summary.md. Across tasks, each task's final returns are min-max normalised over "
+               "all its runs. Re-running replaces every output. Exit codes: 0 written, 2 not a sweep folder, or "
+               "several sweeps without --out.",
     )
-    parser.add_argument("sweep_dir", type=Path, help="a sweep folder, e.g. runs/pendulum (holds sweep.json)")
+    parser.add_argument("sweep_dirs", type=Path, nargs="+", metavar="SWEEP_DIR",
+                        help="sweep folders, e.g. runs/pendulum (each holds sweep.json)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the aggregates across the sweeps' tasks (rliable: IQM, performance "
+                             "profiles, probability of improvement over Adam); required with more than one sweep")
     parser.add_argument("--reps", type=int, default=DEFAULT_REPS,
                         help=f"bootstrap resamples per confidence interval (default: {DEFAULT_REPS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
@@ -73,11 +127,14 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.reps < 1:
         raise UsageError(f"--reps: expected an integer >= 1, got {args.reps}")
-    paths = write_report(args.sweep_dir, reps=args.reps, seed=args.seed)
-    print(f"report of {args.sweep_dir}:")
-    for name, path in paths.items():
-        print(f"  {path}{'/  (TensorBoard events)' if name == 'aggregate' else ''}")
-    print(f"see the dashboard: tensorboard --logdir {args.sweep_dir}  (Custom Scalars tab)")
+    written = write_reports(args.sweep_dirs, args.out, reps=args.reps, seed=args.seed)
+    for folder, paths in written.items():
+        print(f"{'across tasks' if args.out is not None and folder == str(args.out) else 'report of'} {folder}:")
+        for name, path in paths.items():
+            print(f"  {path}{'/  (TensorBoard events)' if name == 'aggregate' else ''}")
+    for sweep_dir in args.sweep_dirs:
+        print(f"see the dashboard: tensorboard --logdir {sweep_dir}, then {DASHBOARD} (Custom Scalars tab, "
+              f"smoothing off; untick 'Ignore outliers in chart scaling' to see every point)")
     return 0
 
 

@@ -288,3 +288,102 @@ def plot_training_scores(report: Report, path: Path) -> None:
                     f"policy, raw rewards)\nbeside the deterministic evaluation (bottom); "
                     f"{report.statistic} over seeds with 95% bootstrap band, seeds faint", fontsize=10)
     _save(figure, path)
+
+
+# -- across tasks --------------------------------------------------------------------------------------------------
+
+def _across_colors(result) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"]
+    return {name: palette(i % 10) for i, name in enumerate(result.optimizers)}
+
+
+def _b0_axis(ax, result) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(result.b0s)
+    ax.set_xticklabels([result.b0_labels[b0] for b0 in result.b0s], fontsize=8)
+    ax.minorticks_off()
+    ax.set_xlabel("b0")
+    ax.grid(alpha=0.3)
+
+
+def _against_b0(ax, result, colors, value: str) -> None:
+    """``value`` (iqm or poi) of each optimizer against b0, side by side with CI bars."""
+    n = len(result.optimizers)
+    for i, name in enumerate(result.optimizers):
+        cells = [c for c in (result.cell(name, b0) for b0 in result.b0s)
+                 if c is not None and not math.isnan(getattr(c, value))]
+        if not cells:
+            continue
+        shift = 10 ** (0.05 * (i - (n - 1) / 2))
+        ys = np.array([getattr(c, value) for c in cells])
+        low = np.array([getattr(c, f"{value}_low") for c in cells])
+        high = np.array([getattr(c, f"{value}_high") for c in cells])
+        err = np.nan_to_num(np.vstack([np.clip(ys - low, 0, None), np.clip(high - ys, 0, None)]))
+        label = name if value == "iqm" else f"{name} vs {cells[0].reference}"
+        ax.errorbar(np.array([c.b0 for c in cells]) * shift, ys, yerr=err, color=colors[name], marker="o",
+                    capsize=4, linewidth=1.8, label=label)
+
+
+def plot_across_iqm(result, path: Path) -> None:
+    """``across_tasks_iqm.png``: IQM across tasks of the normalised final return against b0, with 95% CIs."""
+    figure, axes = _panels(1, 1, width=7.0, height=4.2)
+    ax = axes[0, 0]
+    _against_b0(ax, result, _across_colors(result), "iqm")
+    _b0_axis(ax, result)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_ylabel("IQM of normalised final return")
+    _legend(ax, fontsize=8)
+    figure.suptitle(f"Across {len(result.tasks)} tasks ({', '.join(t.name for t in result.tasks)}): IQM with 95% "
+                    f"stratified-bootstrap CI;\neach task min-max normalised over all its runs", fontsize=10)
+    _save(figure, path)
+
+
+def plot_probability_of_improvement(result, path: Path) -> None:
+    """``probability_of_improvement.png``: P(optimizer > reference) across tasks against b0, with 95% CIs."""
+    figure, axes = _panels(1, 1, width=7.0, height=4.2)
+    ax = axes[0, 0]
+    _against_b0(ax, result, _across_colors(result), "poi")
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    _b0_axis(ax, result)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_ylabel("P(X > reference), mean over tasks")
+    _legend(ax, fontsize=8)
+    figure.suptitle(f"Probability of improvement over {' / '.join(result.references)} across "
+                    f"{len(result.tasks)} tasks, 95% CIs; 0.5 = no difference", fontsize=10)
+    _save(figure, path)
+
+
+def plot_performance_profiles(result, path: Path) -> None:
+    """``performance_profiles.png``: per b0, the fraction of runs (all tasks) whose normalised final return
+    exceeds τ, with 95% CI bands (rliable's plot where it can run)."""
+    from rl_adaloss.report.across import TAUS
+
+    colors = _across_colors(result)
+    figure, axes = _panels(1, max(len(result.b0s), 1), width=4.2, height=3.6)
+    for col, b0 in enumerate(result.b0s):
+        ax = axes[0, col]
+        cells = [c for c in (result.cell(name, b0) for name in result.optimizers) if c is not None]
+        profiles = {c.optimizer: c.profile for c in cells}
+        bands = {c.optimizer: (c.profile_low, c.profile_high) for c in cells}
+        try:
+            from rliable import plot_utils
+
+            plot_utils.plot_performance_profiles(profiles, TAUS, performance_profile_cis=bands, ax=ax,
+                                                 colors={c.optimizer: colors[c.optimizer] for c in cells},
+                                                 xlabel="normalised score τ", ylabel="fraction of runs > τ",
+                                                 labelsize="medium", ticklabelsize="small")
+        except Exception:  # noqa: BLE001 - rliable's plotting needs seaborn; draw the same lines without it
+            for name, profile in profiles.items():
+                ax.plot(TAUS, profile, color=colors[name], linewidth=2)
+                ax.fill_between(TAUS, *bands[name], color=colors[name], alpha=0.15)
+            ax.set_xlabel("normalised score τ")
+            ax.set_ylabel("fraction of runs > τ")
+        for line, name in zip(ax.get_lines(), profiles):
+            line.set_label(name)
+        ax.set_title(f"b0 = {result.b0_labels[b0]}", fontsize=10)
+        _legend(ax, fontsize=8)
+    figure.suptitle(f"Performance profiles across {len(result.tasks)} tasks (normalised final return, 95% CI "
+                    f"bands): higher and further right is better", fontsize=10)
+    _save(figure, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -52,28 +53,53 @@ def _bootstrap_numpy(scores: np.ndarray, statistic: Callable, reps: int, seed: i
     return np.percentile(estimates, tail, axis=0), np.percentile(estimates, 100 - tail, axis=0)
 
 
+@contextmanager
+def rliable_seeded(seed: int):
+    """Run rliable with ``seed`` deciding its resamples, and numpy's global generator as it was afterwards.
+
+    rliable 1.2 draws its resamples from numpy's global generator, ignoring ``random_state``: seed that one for the
+    call, and give the caller's generator back. arch's FutureWarning about ``random_state`` is silenced.
+    """
+    outside = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield np.random.RandomState(seed)
+    finally:
+        np.random.set_state(outside)
+
+
 def _bootstrap_rliable(scores: np.ndarray, statistic: Callable, reps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """rliable's percentile stratified bootstrap of ``statistic`` over the runs of ``scores`` (runs x points)."""
     from rliable import library as rly
 
     # rliable wants (runs, tasks, ...): one task, and the steps (or the one number) as the trailing axis.
     data = scores[:, None, :]
-    # rliable 1.2 draws its resamples from numpy's global generator, ignoring random_state: seed that one for the
-    # call, so ``seed`` decides the CI, and give the caller's generator back as it was.
-    outside = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        with warnings.catch_warnings():  # arch's FutureWarning about rliable's random_state argument
-            warnings.simplefilter("ignore", FutureWarning)
-            _, intervals = rly.get_interval_estimates({"x": data}, lambda s: statistic(s[:, 0, :]), reps=reps,
-                                                      confidence_interval_size=CONFIDENCE,
-                                                      random_state=np.random.RandomState(seed))
-    finally:
-        np.random.set_state(outside)
+    with rliable_seeded(seed) as random_state:
+        _, intervals = rly.get_interval_estimates({"x": data}, lambda s: statistic(s[:, 0, :]), reps=reps,
+                                                  confidence_interval_size=CONFIDENCE, random_state=random_state)
     return np.asarray(intervals["x"][0], dtype=float), np.asarray(intervals["x"][1], dtype=float)
 
 
-def _one_line(error: Exception) -> str:
+def stratified_bootstrap_numpy(arrays: tuple[np.ndarray, ...], function: Callable, reps: int, seed: int
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """The 95% percentile interval of ``function(*arrays)`` (each array runs x tasks [x ...]) under a stratified
+    bootstrap: the runs of each task, and of each array, resampled independently with replacement; what rliable's
+    ``StratifiedBootstrap`` and ``StratifiedIndependentBootstrap`` do."""
+    rng = np.random.default_rng(seed)
+
+    def resample(array: np.ndarray) -> np.ndarray:
+        picks = rng.integers(0, array.shape[0], size=array.shape[:2])
+        picks = picks.reshape(picks.shape + (1,) * (array.ndim - 2))
+        return np.take_along_axis(array, np.broadcast_to(picks, array.shape), axis=0)
+
+    estimates = np.array([np.asarray(function(*[resample(a) for a in arrays])) for _ in range(reps)])
+    tail = (1 - CONFIDENCE) / 2 * 100
+    return np.percentile(estimates, tail, axis=0), np.percentile(estimates, 100 - tail, axis=0)
+
+
+def one_line(error: Exception) -> str:
     lines = str(error).splitlines()
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
@@ -100,5 +126,5 @@ def bootstrap_ci(scores: np.ndarray, statistic: str, reps: int = DEFAULT_REPS, s
         try:
             return Estimate(point, *_bootstrap_rliable(scores, function, reps, seed), "rliable")
         except Exception as error:  # noqa: BLE001 - e.g. rliable's arch dependency broken by the pandas version
-            return Estimate(point, *_bootstrap_numpy(scores, function, reps, seed), "numpy", _one_line(error))
+            return Estimate(point, *_bootstrap_numpy(scores, function, reps, seed), "numpy", one_line(error))
     return Estimate(point, *_bootstrap_numpy(scores, function, reps, seed), "numpy")

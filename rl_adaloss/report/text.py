@@ -347,3 +347,70 @@ def summary_markdown(report: Report, challengers: Sequence[str] | None = None,
               "training_scores.png. TensorBoard: `tensorboard --logdir <this folder>`, Custom Scalars tab for the "
               "per-b0 dashboard.", ""]
     return "\n".join(lines)
+
+
+# -- across tasks: across_tasks.csv and across_tasks.md ----------------------------------------------------------
+
+ACROSS_COLUMNS = ["b0", "optimizer", "n_tasks", "runs_per_task", "runs_dropped", "iqm", "iqm_ci_low", "iqm_ci_high",
+                  "reference", "probability_of_improvement", "poi_ci_low", "poi_ci_high"]
+NORMALISATION = ("Each task's final eval returns are min-max normalised over all its runs with data (every "
+                 "optimizer, every b0): 0 is the task's worst final return, 1 its best.")
+
+
+def across_csv(result) -> str:
+    """``across_tasks.csv``: per b0 and optimizer, the IQM of the normalised final return across tasks with its
+    95% CI, and the probability of improvement over the reference with its CI."""
+    rows = [dict(b0=c.b0, optimizer=c.optimizer, n_tasks=c.scores.shape[1], runs_per_task=c.scores.shape[0],
+                 runs_dropped=c.dropped, iqm=c.iqm, iqm_ci_low=c.iqm_low, iqm_ci_high=c.iqm_high,
+                 reference=c.reference, probability_of_improvement=c.poi, poi_ci_low=c.poi_low,
+                 poi_ci_high=c.poi_high) for c in result.cells]
+    return _csv(ACROSS_COLUMNS, rows)
+
+
+def _interval(point: float, low: float, high: float) -> str:
+    return "n/a" if math.isnan(point) else f"{point:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def across_markdown(result) -> str:
+    """``across_tasks.md``: the tasks, the normalisation, and per b0 each optimizer's IQM and probability of
+    improvement over the reference, in words."""
+    how = "rliable's stratified bootstrap" if result.bootstrap == "rliable" else "a numpy stratified bootstrap"
+    if result.fallback:
+        how += f" (rliable could not run here: {result.fallback})"
+    lines = ["# Across tasks", "",
+             f"Tasks: {', '.join(f'{t.name} (final return {t.low:.1f} .. {t.high:.1f})' for t in result.tasks)}.",
+             "", NORMALISATION + f" Every CI is 95%, from {how} with {result.reps} resamples (the runs of each task "
+             f"resampled separately). The IQM is over every run of every task; the probability of improvement "
+             f"P(X > Y) is per task, averaged over tasks; 0.5 is no difference.", ""]
+    if result.missing:
+        lines += [f"Left out, because not every task has it: {', '.join(result.missing)}.", ""]
+    dropped = sum(c.dropped for c in result.cells)
+    if dropped:
+        lines += [f"{dropped} runs with data were left out so that every task has as many runs per cell (each "
+                  f"task keeps its first seeds).", ""]
+    lines += ["| b0 | optimizer | IQM normalised final [95% CI] | P(better than reference) [95% CI] |",
+              "|---|---|---|---|"]
+    for c in result.cells:
+        poi = f"vs {c.reference}: {_interval(c.poi, c.poi_low, c.poi_high)}" if c.reference else ""
+        lines.append(f"| {result.b0_labels[c.b0]} | {c.optimizer} | {_interval(c.iqm, c.iqm_low, c.iqm_high)} | "
+                     f"{poi} |")
+    sentences = []
+    for c in result.cells:
+        if not c.reference or math.isnan(c.poi_low):
+            continue
+        if c.poi_low > 0.5:
+            verdict = "is likely better than"
+        elif c.poi_high < 0.5:
+            verdict = "is likely worse than"
+        else:
+            verdict = "cannot be told apart from"
+        sentences.append(f"at b0={result.b0_labels[c.b0]}, {c.optimizer} {verdict} {c.reference} "
+                         f"(P = {_interval(c.poi, c.poi_low, c.poi_high)})")
+    if sentences:
+        lines += ["", "Across tasks, " + "; ".join(sentences) + "."]
+    few = min((c.scores.shape[0] for c in result.cells), default=0)
+    if few < 5:
+        lines += ["", f"With as few as {few} run{'s' if few != 1 else ''} per task, these intervals are wide and "
+                      f"can miss; they are no test."]
+    lines += ["", "Figures: across_tasks_iqm.png, performance_profiles.png, probability_of_improvement.png.", ""]
+    return "\n".join(lines)

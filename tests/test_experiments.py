@@ -86,6 +86,26 @@ def test_two_layer_adaloss_accumulates_sqrt_n_times_squared_residual():
     assert opt.b[0] == pytest.approx(expected_b[-1], rel=1e-12)
 
 
+def test_linreg_alpha_2_is_the_papers_stochastic_update():
+    """docs/REPRODUCTION.md's alpha mapping: with batch 1 and alpha = 2, our AdaLoss run is the paper's stochastic
+    update (Sec. 3), w_{t+1} = w_t - (eta/b_{t+1}) (x^T w_t - y) x with b_{t+1}^2 = b_t^2 + (x^T w_t - y)^2,
+    replayed here in plain numpy on the same rows."""
+    X, y, _ = linreg.make_problem(50, 4, 0.5, seed=2)
+    eta, b0, iters, seed = 0.7, 0.05, 30, 4
+    run = linreg.run_stochastic(X, y, "adaloss", b0, iters=iters, batch_size=1, eta=eta, alpha=2.0, c=0.0,
+                                seed=seed, blowup=1e6)
+    rows = np.random.default_rng(seed).integers(len(y), size=(iters, 1))[:, 0]
+    w, b_sq, eff, loss = np.zeros(4), b0 ** 2, [], []
+    for i in rows:
+        r = X[i] @ w - y[i]
+        b_sq += r ** 2  # the paper's R_t for AdaLoss: no alpha, no 1/2
+        w = w - eta / math.sqrt(b_sq) * r * X[i]
+        eff.append(eta / math.sqrt(b_sq))
+        loss.append(0.5 * float((X @ w - y) @ (X @ w - y)) / len(y))
+    np.testing.assert_allclose(run["eff_lr"], eff, rtol=1e-12)
+    np.testing.assert_allclose(run["loss"], loss, rtol=1e-10)
+
+
 def test_gd_from_small_b0_crosses_the_critical_value_then_converges_linearly():
     """Lemma 1 / Theorem 1 in miniature: b_t passes eta*lambda_1/2 within a few steps, then the error contracts at
     the rate of GD with step eta/b_final."""

@@ -121,7 +121,8 @@ class Settings(ExperimentSettings):
     gd_col_scale_min: float = Field(0.3, gt=0, le=1, description="GD: smallest column scale (X is also divided by "
                                     "sqrt(n))")
     gd_eta: float = Field(10.0, gt=0, description="GD: base step size eta")
-    gd_alpha: float = Field(1.0, ge=0, description="GD: AdaLoss alpha (b^2 += alpha*F, F = 1/2||Xw-y||^2)")
+    gd_alpha: float = Field(1.0, ge=0, description="GD: AdaLoss alpha (b^2 += alpha*F, F = 1/2||Xw-y||^2; alpha=2 "
+                            "is Lemma 1 and Corollary 1's ||Xw-y||^2)")
     gd_b0_fracs: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
         [1e-4, 1e-2, 0.5, 0.9], min_length=1,
         description="GD: b0 as fractions of the critical value eta*lambda_1/2 (below 1)")

@@ -14,8 +14,10 @@ every update is made by an optimizer class of :mod:`rl_adaloss.optim`, in float6
   of Du et al.
 * **Theorem 3:** GD with AdaLoss ``b_{k+1}^2 = b_k^2 + alpha sqrt(n) ||y - u(k)||^2``: we pass
   ``loss = sqrt(n) * ||y - u(k)||^2`` to ``AdaLoss.step`` (``c = 0``) and keep ``alpha`` as the class's ``alpha``;
-  the gradient is that of ``1/2 ||y - u||^2``. Cases: ``b0`` below (b) and above (a) the critical value
-  ``eta (lambda_0 + ||H_inf||) / 2`` (the paper's ``C`` taken as 1). AdaGrad-Norm runs alongside for reference.
+  the gradient is that of ``1/2 ||y - u||^2``. The paper writes the increment ``alpha^2 sqrt(n) ||y - u(k)||^2``,
+  so our ``alpha`` is the paper's ``alpha`` squared (docs/REPRODUCTION.md, "The alpha mapping"). Cases: ``b0``
+  below (b) and above (a) the critical value ``eta (lambda_0 + ||H_inf||) / 2`` (the paper's ``C`` taken as 1).
+  AdaGrad-Norm runs alongside for reference.
 * **Figure 6:** minibatch SGD with AdaLoss vs AdaGrad-Norm. A minibatch ``B`` stands in for the full data through
   the unbiased estimate ``L_B = (n/|B|) 1/2 ||y_B - u_B||^2``: its gradient drives both methods, and AdaLoss
   accumulates ``alpha sqrt(n) (n/|B|) ||y_B - u_B||^2``, the same estimate of its GD increment.
@@ -84,14 +86,16 @@ class Settings(ExperimentSettings):
     thm3_width: int = Field(512, ge=1, description="Theorem 3: hidden width m")
     thm3_eta: float = Field(10.0, gt=0, description="Theorem 3: base step size eta")
     thm3_alphas: list[Positive] = Field([1.0, 0.1, 0.01, 0.001], min_length=1,
-                                        description="Theorem 3: AdaLoss alpha values")
+                                        description="Theorem 3: AdaLoss alpha values (ours = the paper's alpha^2)")
     thm3_b0s: list[Positive] = Field([0.01, 100.0], min_length=1, description="Theorem 3: initial b0 values (below "
                                      "and above eta(lambda_0+||H_inf||)/2)")
     thm3_iters: int = Field(600, ge=1, description="Theorem 3: GD iterations")
     # Figure 6: minibatch SGD, AdaLoss vs AdaGrad-Norm
     fig6_width: int = Field(512, ge=1, description="Figure 6: hidden width m")
     fig6_eta: float = Field(10.0, gt=0, description="Figure 6: base step size eta")
-    fig6_alphas: list[Positive] = Field([1.0, 0.1, 0.01], min_length=1, description="Figure 6: AdaLoss alpha values")
+    fig6_alphas: list[Positive] = Field([1.0, 0.1, 0.01], min_length=1,
+                                        description="Figure 6: AdaLoss alpha values (as thm3_alphas: the paper's "
+                                        "alpha^2)")
     fig6_b0_grid: list[Positive] = Field([0.01, 0.1, 1.0, 10.0, 100.0], min_length=1,
                                          description="Figure 6: initial b0 values")
     fig6_batch: int = Field(8, ge=1, description="Figure 6: minibatch size")

@@ -14,7 +14,13 @@ By default the clock is the thread's CPU time, so time spent descheduled on a bu
 AdamLoss runs torch's fused Adam kernel, so ``AdamLoss / Adam(fused=True)`` is its pure overhead (target <= 1.03x);
 ``Adam default`` is what SB3 builds (on the CPU torch picks the for-loop implementation).
 
+Member mode (``--members 1,8,64``): the batched engine steps K members' actors (Pendulum-v1's, stacked along a
+leading member axis) with one member-axis optimizer (``members=K``, a (K,) loss), where the alternative is K
+separate instances, one per member, each fed a float loss. Both are timed in the same run, interleaved, and the
+ratio ``members=K / K instances`` is printed per K (below 1: the member axis is faster). Ratios, never assertions.
+
     python bench/optim_step.py [--steps 5000] [--block 100] [--clock cpu|wall]
+                               [--members 1,8,64] [--member-steps 400] [--member-block 20] [--only members|single]
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import time
 import torch
 from torch import nn
 
-from rl_adaloss.optim import AdamLoss
+from rl_adaloss.optim import AdaLoss, AdamLoss, member_adam
 
 LR, BETAS, EPS = 1e-3, (0.9, 0.99), 1e-5  # the configs' Adam
 
@@ -97,17 +103,105 @@ COMPARISONS = [  # (numerator, denominator, what it says)
 ]
 
 
+# -- member mode ----------------------------------------------------------------------------------------------
+
+MEMBER_OBS_DIM = 3  # Pendulum-v1's actor: obs -> 64 -> 64 -> 1, plus gSDE's log-std (64 x 1)
+
+
+def member_params(members: int) -> list[torch.Tensor]:
+    """K actors stacked along dim 0 (Linear weights (K, out, in), biases (K, out), log-std (K, 64, 1)), with
+    fixed random gradients."""
+    gen = torch.Generator().manual_seed(2)
+    shapes = [(64, MEMBER_OBS_DIM), (64,), (64, 64), (64,), (1, 64), (1,), (64, 1)]
+    out = []
+    for shape in shapes:
+        p = (torch.randn((members, *shape), generator=gen) * 0.1).requires_grad_()
+        p.grad = torch.randn(p.shape, generator=gen) * 1e-2
+        out.append(p)
+    return out
+
+
+def slices(params: list[torch.Tensor], k: int) -> list[torch.Tensor]:
+    out = []
+    for p in params:
+        q = p[k].detach().clone().requires_grad_()
+        q.grad = p.grad[k].clone()
+        out.append(q)
+    return out
+
+
+def member_variants(members: int) -> dict[str, callable]:
+    """For K members: each rule as one member-axis optimizer, and as K separate instances (float losses)."""
+    lrs = [LR * (1 + 0.1 * k) for k in range(members)]
+    losses = torch.full((members,), 0.7)
+
+    def one(make):
+        opt = make(member_params(members))
+        return lambda: opt.step(loss=losses)
+
+    def loop(make, takes_loss=True):
+        opts = [make(slices(member_params(members), k), k) for k in range(members)]
+        if takes_loss:
+            return lambda: [o.step(loss=0.7) for o in opts]
+        return lambda: [o.step() for o in opts]
+
+    return {
+        "AdamLoss members=K": one(lambda ps: AdamLoss(ps, lr=[lr * 1e3 for lr in lrs], b0=1e6, betas=BETAS, eps=EPS,
+                                                     members=members)),
+        "AdamLoss x K": loop(lambda ps, k: AdamLoss(ps, lr=lrs[k] * 1e3, b0=1e6, betas=BETAS, eps=EPS)),
+        "member_adam members=K": one(lambda ps: member_adam(ps, members=members, lr=lrs, betas=BETAS, eps=EPS)),
+        "Adam default x K": loop(lambda ps, k: torch.optim.Adam(ps, lr=lrs[k], betas=BETAS, eps=EPS), False),
+        "AdaLoss members=K": one(lambda ps: AdaLoss(ps, lr=lrs, b0=1.0, alpha=1e-3, members=members)),
+        "AdaLoss x K": loop(lambda ps, k: AdaLoss(ps, lr=lrs[k], b0=1.0, alpha=1e-3)),
+    }
+
+
+MEMBER_COMPARISONS = [
+    ("AdamLoss members=K", "AdamLoss x K"),
+    ("member_adam members=K", "Adam default x K"),
+    ("AdaLoss members=K", "AdaLoss x K"),
+]
+
+
+def bench_members(member_counts: list[int], steps: int, block: int, clock) -> None:
+    print(f"\nmember mode: Pendulum-v1 actor per member, {steps} steps per variant in blocks of {block}")
+    summary = []
+    for members in member_counts:
+        per_step = time_interleaved(member_variants(members), steps, block, clock)
+        med = {name: statistics.median(ts) for name, ts in per_step.items()}
+        print(f"\nK = {members}: median us per step of all K members (us per member)")
+        for name, t in med.items():
+            print(f"  {name:<24} {t * 1e6:9.1f}  ({t * 1e6 / members:7.2f})")
+        for a, b in MEMBER_COMPARISONS:
+            ratios = [x / y for x, y in zip(per_step[a], per_step[b])]
+            q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+            print(f"  {a} / {b}: {med[a] / med[b]:.3f}x  [rounds IQR {q1:.3f}-{q3:.3f}]")
+            summary.append((members, a, b, med[a] / med[b]))
+    print("\nmember-axis optimizer / K separate instances (below 1: the member axis is faster):")
+    for members, a, b, ratio in summary:
+        print(f"  K={members:<3} {a:<24} / {b:<18} {ratio:.3f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000, help="timed steps per variant and network")
     parser.add_argument("--block", type=int, default=100, help="steps per timed block")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="cpu: this thread's CPU time (robust on a shared machine); wall: perf_counter")
+    parser.add_argument("--members", default="1,8,64", help="member counts K for the member-mode measurement")
+    parser.add_argument("--member-steps", type=int, default=400, help="timed steps per member-mode variant")
+    parser.add_argument("--member-block", type=int, default=20, help="steps per timed block in member mode")
+    parser.add_argument("--only", choices=("members", "single"), default=None,
+                        help="run only the member-mode or only the single-network measurement")
     args = parser.parse_args()
     torch.set_num_threads(1)
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
-    print(f"torch {torch.__version__}, 1 thread, {args.steps} steps per variant in blocks of {args.block}, "
-          f"{args.clock} clock")
+    print(f"torch {torch.__version__}, 1 thread, {args.clock} clock")
+    if args.only != "single":
+        bench_members([int(k) for k in args.members.split(",")], args.member_steps, args.member_block, clock)
+    if args.only == "members":
+        return
+    print(f"\nsingle networks: {args.steps} steps per variant in blocks of {args.block}")
 
     overall: dict[tuple[str, str], list[float]] = {(a, b): [] for a, b, _ in COMPARISONS}
     for env, obs_dim in (("Pendulum-v1", 3), ("CartPoleSwingUp-v1", 5)):

@@ -109,7 +109,7 @@ def assert_member_equals(opt, params, k, single, single_params, where: str) -> N
     key = GROUP_STATE.get(cls)
     if key is not None:
         mine = opt.param_groups[0][key]
-        assert isinstance(mine, torch.Tensor) and mine.shape == (opt.members,) and mine.dtype == torch.float32
+        assert isinstance(mine, torch.Tensor) and mine.shape == (opt.members,) and mine.dtype == torch.float64
         assert float(mine[k]) == pytest.approx(float(single.param_groups[0][key]), rel=TOL), f"{where}: {key}"
     if hasattr(opt, "b"):
         assert opt.b[0][k] == pytest.approx(single.b[0], rel=TOL), f"{where}: b"
@@ -465,7 +465,7 @@ def test_no_host_reads_without_a_loss(monkeypatch):
 
 
 @pytest.mark.parametrize("cls", ALL_CLASSES)
-def test_member_scalars_are_float32_vectors_on_the_parameters_device(cls):
+def test_member_scalars_are_float64_vectors_on_the_parameters_device(cls):
     params = make_params()
     opt = cls(params, **ONE_CASE[cls], members=K)
     grads, losses = make_data()
@@ -474,10 +474,13 @@ def test_member_scalars_are_float32_vectors_on_the_parameters_device(cls):
         for key, value in group.items():
             if key in (*PER_MEMBER, GROUP_STATE.get(cls)):
                 assert isinstance(value, torch.Tensor), key
-                assert value.shape == (K,) and value.dtype == torch.float32 and value.device == params[0].device, key
+                assert value.shape == (K,) and value.dtype == torch.float64 and value.device == params[0].device, key
     for p in params:
         if cls in ADAM_CLASSES:
-            assert opt.state[p]["step"].shape == (K,)
+            assert opt.state[p]["step"].shape == (K,) and opt.state[p]["step"].dtype == torch.float64
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in opt.state[p]:
+                assert opt.state[p][key].dtype == p.dtype  # the moments keep the parameters' dtype
     assert isinstance(opt.effective_lr[0], list) and len(opt.effective_lr[0]) == K
     assert all(isinstance(x, float) for x in opt.effective_lr[0])
     if hasattr(opt, "b"):
@@ -561,6 +564,23 @@ def test_skipped_steps_can_be_set_per_member():
     assert opt.skipped_steps.tolist() == [1, 2, 3]
     with pytest.raises(ValueError, match="skipped_steps"):
         opt.skipped_steps = [1, 2]
+
+
+@pytest.mark.parametrize("cls", [AdaLoss, AdamLoss])
+def test_accumulator_keeps_small_increments_at_large_b0(cls):
+    """The shipped Pendulum configs start AdamLoss at b0 = 1e7, where float32's spacing is 1: every loss of 0.3 would
+    be lost. The member accumulators are float64, as the host path's Python floats."""
+    params = [torch.zeros(2, 3, requires_grad=True)]
+    b0 = 1e7 if cls is AdamLoss else math.sqrt(1e7)
+    opt, ref = cls(params, lr=1.0, b0=b0, members=2), cls([torch.zeros(3, requires_grad=True)], lr=1.0, b0=b0)
+    for _ in range(20):
+        params[0].grad = torch.ones(2, 3)
+        ref.param_groups[0]["params"][0].grad = torch.ones(3)
+        opt.step(loss=torch.tensor([0.3, 0.3]))
+        ref.step(loss=0.3)
+    key = "b" if cls is AdamLoss else "b_squared"
+    assert opt.param_groups[0][key].tolist() == pytest.approx([1e7 + 6.0] * 2, abs=1e-6)
+    assert opt.b[0] == pytest.approx([ref.b[0]] * 2, rel=1e-12)
 
 
 def test_ordinary_optimizers_are_untouched_by_the_member_axis():

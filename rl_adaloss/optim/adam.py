@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.optim.adam import adam as adam_update
 
 from rl_adaloss.optim.base import (
+    MEMBER_DTYPE,
     ScheduledOptimizer,
     add_loss,
     check_betas,
@@ -33,8 +34,8 @@ from rl_adaloss.optim.base import (
 
 
 def _one_minus_power(beta: float, steps: list[Tensor]) -> list[Tensor]:
-    """``1 - beta**t`` for each (K,) step count ``t``, as ``-expm1(t log beta)``: accurate in float32 where
-    ``1 - beta**t`` is small (at t = 1 with beta = 0.99, plain float32 loses five digits to cancellation)."""
+    """``1 - beta**t`` for each (K,) step count ``t``, as ``-expm1(t log beta)``: accurate where ``1 - beta**t`` is
+    small (at t = 1 with beta = 0.999, ``1 - beta**t`` in float32 loses four digits to cancellation)."""
     log_beta = math.log(beta) if beta > 0 else -math.inf
     out = torch._foreach_mul(steps, log_beta)
     torch._foreach_expm1_(out)
@@ -78,14 +79,14 @@ class _ScheduledAdam(ScheduledOptimizer):
                       stepping: Tensor) -> None:
         """Member mode: Adam at the (K,) step size ``lr`` for the members where ``stepping``; the others unchanged.
 
-        State per parameter as torch's Adam keeps it, with ``step`` a (K,) float32 count per member.
+        State per parameter as torch's Adam keeps it, with ``step`` a (K,) float64 count per member.
         """
         members = self.members
         exp_avgs, exp_avg_sqs, steps = [], [], []
         for p in params:
             state = self.state[p]
             if not state:
-                state["step"] = torch.zeros(members, dtype=torch.float32, device=p.device)
+                state["step"] = torch.zeros(members, dtype=MEMBER_DTYPE, device=p.device)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             exp_avgs.append(state["exp_avg"])
@@ -95,7 +96,7 @@ class _ScheduledAdam(ScheduledOptimizer):
         if group["weight_decay"] != 0:
             grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
 
-        torch._foreach_add_(steps, [stepping.to(torch.float32)] * len(steps))
+        torch._foreach_add_(steps, [stepping.to(MEMBER_DTYPE)] * len(steps))
         # Per parameter, (K,) vectors: the step size lr / (1 - beta1^t) and sqrt(1 - beta2^t).
         step_sizes = torch._foreach_div([lr] * len(steps), _one_minus_power(beta1, steps))
         bias_correction2_sqrt = _one_minus_power(beta2, steps)
@@ -205,7 +206,7 @@ class AdamSqrt(_ScheduledAdam):
         self._adam(group, params, grads, self._step_size(group))
 
     def _update_members(self, group, params, grads, loss, stepping) -> None:
-        self._member(group, "step").add_(stepping.to(torch.float32))
+        self._member(group, "step").add_(stepping.to(MEMBER_DTYPE))
         self._adam_members(group, params, grads, self._step_size(group), stepping)
 
     def _step_size(self, group):
@@ -219,7 +220,7 @@ def member_adam(params, *, members: int, lr: float | Sequence[float] | Tensor = 
     """``torch.optim.Adam`` with a member axis: ``AdamLoss(alpha=0, b0=1, members=members)``.
 
     With ``alpha = 0`` the accumulator stays at ``b0`` and AdamLoss is Adam at step size ``lr / sqrt(b0)``
-    (bit for bit ``Adam(fused=True)`` without members; to float32 rounding, about 1e-6 relative, with them). At
+    (bit for bit ``Adam(fused=True)`` without members; to rounding, about 1e-6 relative, with them). At
     ``b0 = 1`` the step size is ``lr`` exactly, per member, and a trainer may rewrite ``group["lr"]`` as for Adam.
     The defaults are torch's Adam's (``betas=(0.9, 0.999)``), not AdamLoss's. A member with a non-finite loss is
     skipped, as in every member-mode rule, so ``step`` still wants ``loss=`` (a (K,) tensor).

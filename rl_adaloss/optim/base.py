@@ -18,12 +18,14 @@ skip is done by masking (``found_inf``/``torch.where``), without a sync.
 The member axis (``members=K``): K independent runs of the same rule in one optimizer, for a batched engine whose
 parameters carry the member as dim 0 (a Linear weight is ``(K, out, in)``). Then ``lr``, ``b0`` (and ``alpha``,
 ``c`` where the rule has them) may be one number or one per member; they, the accumulators and the step counts are
-``(K,)`` float32 tensors on the parameters' device (on the CPU too); ``step(loss=...)`` takes a ``(K,)`` tensor, one
-loss per member; and member ``k`` moves exactly as an optimizer of its own, fed slice ``k`` of every parameter,
-gradient and loss, would. A member whose loss is non-finite is skipped *for that member only*, by every rule (the
-others go on): its parameters, moments, accumulator and step count stay bit for bit as they were, so a batched
-engine freezes a diverged member by passing NaN as its loss from then on. The member path is all tensor math,
-masked with ``torch.where``: it never reads a tensor on the host, so a step never syncs with the device.
+``(K,)`` float64 tensors on the parameters' device (on the CPU too; float64 as the host path's Python floats, since
+at ``b0 = 1e7`` float32's spacing is 1 and would drop every smaller loss increment; (K,) vectors cost nothing either
+way); ``step(loss=...)`` takes a ``(K,)`` tensor, one loss per member; and member ``k`` moves exactly as an
+optimizer of its own, fed slice ``k`` of every parameter, gradient and loss, would. A member whose loss is
+non-finite is skipped *for that member only*, by every rule (the others go on): its parameters, moments, accumulator
+and step count stay bit for bit as they were, so a batched engine freezes a diverged member by passing NaN as its
+loss from then on. The member path is all tensor math, masked with ``torch.where``: it never reads a tensor on the
+host, so a step never syncs with the device.
 """
 
 from __future__ import annotations
@@ -94,28 +96,35 @@ def check_per_member(owner: str, name: str, value: Any, check: Callable[[str, st
         check(owner, f"{name}[{i}]", v)
 
 
+#: The dtype of every member-mode scalar (hyper-parameters, accumulators, step counts, losses).
+MEMBER_DTYPE = torch.float64
+
+
 def member_vector(value: Any, members: int, device: torch.device) -> Tensor:
-    """``value`` (a number, K numbers, or a tensor of either) as a (K,) float32 tensor on ``device``.
+    """``value`` (a number, K numbers, or a tensor of either) as a (K,) float64 tensor on ``device``.
 
     Returns ``value`` itself when it already is one. A number is filled in on the device (no host-device copy).
     """
     if isinstance(value, Tensor):
-        if value.shape == (members,) and value.dtype == torch.float32 and value.device == device:
+        if value.shape == (members,) and value.dtype == MEMBER_DTYPE and value.device == device:
             return value
-        vector = value.detach().to(device=device, dtype=torch.float32, non_blocking=True)
+        vector = value.detach().to(device=device, dtype=MEMBER_DTYPE, non_blocking=True)
         if vector.dim() == 0:
             vector = vector.expand(members).clone()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        return torch.full((members,), float(value), dtype=torch.float32, device=device)
+        return torch.full((members,), float(value), dtype=MEMBER_DTYPE, device=device)
     else:
-        vector = torch.tensor([float(v) for v in value], dtype=torch.float32).to(device, non_blocking=True)
+        vector = torch.tensor([float(v) for v in value], dtype=MEMBER_DTYPE).to(device, non_blocking=True)
     if vector.shape != (members,):
         raise ValueError(f"expected a number or {members} numbers (one per member), got shape {tuple(vector.shape)}")
     return vector
 
 
 def member_view(vector: Tensor, like: Tensor) -> Tensor:
-    """A (K,) vector viewed as (K, 1, ..., 1), to broadcast over a parameter of shape (K, ...) like ``like``."""
+    """A (K,) vector viewed as (K, 1, ..., 1), to broadcast over a parameter of shape (K, ...) like ``like``; a
+    floating vector is cast to ``like``'s dtype first, so that it does not promote the parameter's arithmetic."""
+    if vector.is_floating_point() and vector.dtype != like.dtype:
+        vector = vector.to(like.dtype)
     return vector.view((-1,) + (1,) * (like.dim() - 1))
 
 
@@ -183,7 +192,7 @@ class ScheduledOptimizer(Optimizer):
         """Start a new group's scalar state (accumulator, step count); see :meth:`_init_scalar`."""
 
     def _init_scalar(self, group: dict[str, Any], key: str, value: Any) -> None:
-        """Set ``group[key]`` to ``value`` unless it is there: as given, or a (K,) float32 tensor in member mode."""
+        """Set ``group[key]`` to ``value`` unless it is there: as given, or a (K,) float64 tensor in member mode."""
         if key in group:
             return
         if self.members is not None:
@@ -205,7 +214,7 @@ class ScheduledOptimizer(Optimizer):
             group[key] = member_vector(group[key], members, device).clone()
 
     def _member(self, group: dict[str, Any], key: str) -> Tensor:
-        """Member mode: ``group[key]`` as a (K,) float32 tensor on the group's device, converted once and kept.
+        """Member mode: ``group[key]`` as a (K,) float64 tensor on the group's device, converted once and kept.
 
         A number written there later (a schedule rewriting ``lr``) is filled in on the device, without a sync.
         """
@@ -350,7 +359,7 @@ class ScheduledOptimizer(Optimizer):
                     # A rule that ignores the loss, stepped without one: every member steps.
                     per_device[device] = (None, torch.ones(members, dtype=torch.bool, device=device))
                 else:
-                    member_loss = loss.detach().to(device=device, dtype=torch.float32, non_blocking=True)
+                    member_loss = loss.detach().to(device=device, dtype=MEMBER_DTYPE, non_blocking=True)
                     finite = torch.isfinite(member_loss)
                     if not per_device:  # count each step once, on the device
                         skipped = (~finite).to(torch.int64)
@@ -362,7 +371,7 @@ class ScheduledOptimizer(Optimizer):
     def _update_members(self, group: dict, params: list[Tensor], grads: list[Tensor], loss: Tensor | None,
                         stepping: Tensor) -> None:
         """Member mode: update ``group`` for the members where the (K,) bool ``stepping`` is True, and leave the
-        others bit for bit as they are. ``loss`` is (K,) float32 on the group's device, or None."""
+        others bit for bit as they are. ``loss`` is (K,) float64 on the group's device, or None."""
         raise NotImplementedError
 
     @staticmethod

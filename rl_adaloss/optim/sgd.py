@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from rl_adaloss.optim.base import (
+    MEMBER_DTYPE,
     ScheduledOptimizer,
     add_loss,
     check_finite,
@@ -198,7 +199,7 @@ class SGDDecaySqrt(ScheduledOptimizer):
         _descend(params, grads, self._step_size(group))
 
     def _update_members(self, group, params, grads, loss, stepping) -> None:
-        self._member(group, "step").add_(stepping.to(torch.float32))
+        self._member(group, "step").add_(stepping.to(MEMBER_DTYPE))
         _descend_members(params, grads, self._step_size(group), stepping)
 
     def _step_size(self, group):

@@ -83,6 +83,11 @@ def test_training_scores_are_a_trailing_mean_resampled_like_the_eval_curves():
     curve = aggregation.training_curve(run, np.array([50.0, 150.0, 1200.0, 1300.0]))
     # held before the first episode, linear between, and a diverged run's minimum after its last episode
     assert curve.tolist() == pytest.approx([1.0, 1.25, scores[-1], 1.0])
+    # two envs ending episodes at the same step: one point per step, the score after both
+    run = runs.Run(ENV, "adam", 1.0, 0, "x", "finished", schedule="adam",
+                   episode_steps=np.array([400.0, 400, 800, 800]), episode_returns=np.array([1.0, 3.0, 5.0, 7.0]))
+    steps, points = aggregation.training_points(run)
+    assert steps.tolist() == [400, 800] and points.tolist() == [2.0, 4.0]
 
 
 # -- the fake sweep with Monitor files and per-network b0 ----------------------------------------------------------

@@ -69,6 +69,17 @@ def training_scores(run: Run) -> np.ndarray:
     return (sums[ends] - sums[starts]) / (ends - starts)
 
 
+def training_points(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """The run's training score at each step where episodes ended: where several envs ended one at the same step,
+    the score after all of them (one point per step, so a curve never jumps vertically)."""
+    scores = training_scores(run)
+    steps = np.asarray(run.episode_steps, dtype=float)
+    if not len(steps):
+        return steps, scores
+    last = np.flatnonzero(np.r_[steps[1:] != steps[:-1], True])  # the last episode of each step (steps sorted)
+    return steps[last], scores[last]
+
+
 def training_steps(runs: Iterable[Run]) -> np.ndarray:
     """An env's training-score step axis: :data:`TRAINING_POINTS` evenly spaced steps from the earliest first
     episode end to the latest last one."""
@@ -82,10 +93,10 @@ def training_steps(runs: Iterable[Run]) -> np.ndarray:
 def training_curve(run: Run, grid: np.ndarray) -> np.ndarray:
     """The run's training score on ``grid``, resampled as the eval curves are; for a diverged run its minimum
     training score after its last episode (as :func:`score_curve` does with its evaluations)."""
-    scores = training_scores(run)
-    curve = resample(run.episode_steps, scores, grid)
+    steps, scores = training_points(run)
+    curve = resample(steps, scores, grid)
     if run.status == "diverged" and len(scores):
-        curve[grid > run.episode_steps[-1]] = np.min(scores)
+        curve[grid > steps[-1]] = np.min(scores)
     return curve
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from rl_adaloss.io import save_figure
 from rl_adaloss.records import MISSING_STATUSES
-from rl_adaloss.report.aggregation import TRAINING_WINDOW, Group, Report, training_scores
+from rl_adaloss.report.aggregation import TRAINING_WINDOW, Group, Report, training_points
 from rl_adaloss.report.diagnostics import ADAM_EQUIVALENT_BELOW, accumulator
 
 
@@ -243,7 +243,7 @@ def _plot_training_group(ax, group: Group, grid: np.ndarray, color, label: str) 
         return
     for run in group.used:
         if len(run.episode_steps):
-            ax.plot(run.episode_steps, training_scores(run), color=color, alpha=0.25, linewidth=0.8)
+            ax.plot(*training_points(run), color=color, alpha=0.25, linewidth=0.8)
     ax.plot(grid, group.train_curve, color=color, linewidth=2, label=label)
     ax.fill_between(grid, group.train_low, group.train_high, color=color, alpha=0.2, linewidth=0)
 

@@ -352,6 +352,18 @@ def test_tensorboard_events_hold_the_tags_and_the_layout(fake_sweep: Path):
     assert "training-episode return by b0 (seed aggregate)" not in categories  # the fake sweep has no monitor files
 
 
+def test_a_single_seed_dashboard_has_no_empty_margin_charts(tmp_path: Path):
+    sweep_dir = make_fake_sweep(tmp_path)
+    index = json.loads((sweep_dir / "sweep.json").read_text())
+    index["sweep"]["seeds"] = [0]
+    index["points"] = [p for p in index["points"] if p["seed"] == 0]
+    (sweep_dir / "sweep.json").write_text(json.dumps(index))
+    report = aggregation.aggregate(*runs.load_runs(sweep_dir), reps=20)
+    layout = tb.custom_scalars_layout(report)
+    assert "eval return by b0, with 95% CI" not in layout  # one seed, no CI: TensorBoard would say "Missing Tags"
+    assert len(layout["eval return by b0 (seed aggregate)"]) == 2
+
+
 def test_cli_missing_dir_exits_2_with_one_line(tmp_path: Path):
     missing = tmp_path / "no-such-sweep"
     done = subprocess.run([sys.executable, "-m", "rl_adaloss.report", str(missing)], capture_output=True, text=True,

@@ -103,11 +103,10 @@ def custom_scalars_layout(report: Report, scalars: dict[str, dict[str, list]] | 
                                                                                             env, b0))
             multiline(training, f"training-episode return, {report.statistic} over seeds: {title}",
                       tag("training_return", report, env, b0))
-            value = tag("eval_return", report, env, b0)
-            if value in written:
-                margins[f"eval return with 95% CI: {title}"] = ["Margin", [
-                    value, tag("eval_return_ci", report, env, b0, "low"),
-                    tag("eval_return_ci", report, env, b0, "high")]]
+            band = [tag("eval_return", report, env, b0), tag("eval_return_ci", report, env, b0, "low"),
+                    tag("eval_return_ci", report, env, b0, "high")]
+            if set(band) <= written:  # no CI with a single seed: no margin chart, not an empty one
+                margins[f"eval return with 95% CI: {title}"] = ["Margin", band]
             for role in ROLES:
                 multiline(steps, f"{role} step size, log10(η_t / η0): {title}",
                           tag("step_size_log10_change", report, env, b0, role))

@@ -622,3 +622,18 @@ def test_registry_names():
         if cls is not torch.optim.Adam:
             assert issubclass(cls, ScheduledOptimizer), name
             assert cls.needs_loss == (cls in LOSS_DRIVEN), name
+
+
+@pytest.mark.parametrize("cls", [AdamLoss, AdaLoss])
+def test_small_losses_still_grow_a_large_accumulator_on_both_paths(cls, path):
+    """At b0 = 1e7 (the Pendulum configs) float32's spacing is 1: the device path keeps its accumulator in float64,
+    as the host path's Python floats, so losses of 0.01 add up there too, and both paths agree."""
+    param = torch.nn.Parameter(torch.ones(3))
+    b0 = 1e7 if cls is AdamLoss else math.sqrt(1e7)  # AdaLoss squares b0: both start from an accumulator of 1e7
+    opt = cls([param], lr=1.0, b0=b0, alpha=1.0)
+    for _ in range(100):
+        param.grad = torch.full_like(param, 0.5)
+        opt.step(loss=torch.tensor(0.01))
+    assert_on_path(opt, path)
+    key = ACCUMULATOR_KEY[cls]
+    assert float(opt.param_groups[0][key]) == pytest.approx(1e7 + 100 * 0.01, abs=1e-6)

@@ -162,7 +162,8 @@ class AdamLoss(_ScheduledAdam):
         if isinstance(loss, Tensor):
             b = add_loss(self._group_scalar(group, "b", loss.device), loss, group["alpha"], group["c"])
             # found_inf makes the fused kernel leave parameters, moments and step counts untouched.
-            self._adam(group, params, grads, group["lr"] / b.sqrt(), found_inf=(~torch.isfinite(loss)).float())
+            step_size = (group["lr"] / b.sqrt()).to(params[0].dtype)  # the accumulator's precision, the kernel's dtype
+            self._adam(group, params, grads, step_size, found_inf=(~torch.isfinite(loss)).float())
         else:
             group["b"] = add_loss(group["b"], loss, group["alpha"], group["c"])
             self._adam(group, params, grads, group["lr"] / math.sqrt(group["b"]))

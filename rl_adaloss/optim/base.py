@@ -319,7 +319,7 @@ class ScheduledOptimizer(Optimizer):
             else:
                 device_loss = None
                 if loss_value is not None:
-                    device_loss = torch.as_tensor(loss_value, dtype=torch.float32).to(
+                    device_loss = torch.as_tensor(loss_value, dtype=torch.float64).to(
                         params[0].device, non_blocking=True
                     )
                     if self.needs_loss and not counted:
@@ -440,10 +440,12 @@ class ScheduledOptimizer(Optimizer):
             self.skipped_steps = state_dict.get("skipped_steps", 0)
 
     def _group_scalar(self, group: dict, key: str, device: torch.device) -> Tensor:
-        """The group scalar ``key`` as a float32 tensor on ``device``, moved there once and kept there."""
+        """The group scalar ``key`` as a float64 tensor on ``device``, moved there once and kept there. float64, as
+        the host path's Python floats: at ``b0 = 1e7`` float32's spacing is 1, and every smaller loss increment of
+        the accumulator would be lost."""
         value = group[key]
-        if not isinstance(value, Tensor) or value.device != device:
-            value = torch.as_tensor(value, dtype=torch.float32).to(device)
+        if not isinstance(value, Tensor) or value.device != device or value.dtype != MEMBER_DTYPE:
+            value = torch.as_tensor(value, dtype=MEMBER_DTYPE).to(device)
             group[key] = value
         return value
 

@@ -106,7 +106,7 @@ class AdaLoss(_SquaredAccumulator):
             b_squared = add_loss(self._group_scalar(group, "b_squared", loss.device), loss, group["alpha"], group["c"])
             # A non-finite loss adds nothing and moves nothing: masked, so no sync.
             finite = torch.isfinite(loss)
-            step_size = torch.where(finite, group["lr"] / b_squared.sqrt(), 0.0)
+            step_size = torch.where(finite, group["lr"] / b_squared.sqrt(), 0.0).to(params[0].dtype)
             grads = [torch.where(finite, g, 0.0) for g in grads]
             _descend(params, grads, step_size)
         else:
@@ -146,7 +146,7 @@ class AdaGradNorm(_SquaredAccumulator):
         else:
             b_squared = self._group_scalar(group, "b_squared", params[0].device)
             b_squared.add_(squared_norm)
-            _descend(params, grads, group["lr"] / b_squared.sqrt())
+            _descend(params, grads, (group["lr"] / b_squared.sqrt()).to(params[0].dtype))
 
     def _update_members(self, group, params, grads, loss, stepping) -> None:
         grads = _with_weight_decay(params, grads, group["weight_decay"])

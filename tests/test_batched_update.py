@@ -140,10 +140,7 @@ def test_gae_and_normalization_match_sb3_on_the_same_rollout():
 
 
 @pytest.mark.parametrize("loop", [
-    pytest.param(False, marks=pytest.mark.xfail(strict=True, reason="rl_adaloss.optim's member mode keeps the "
-                                                "accumulator b in float32: at b0=1e7 (the shipped Pendulum configs) "
-                                                "every increment below 0.5 is lost, so AdamLoss's b never grows")),
-    True], ids=["member-axis", "per-member-loop"])
+    False, True], ids=["member-axis", "per-member-loop"])
 def test_adamloss_accumulator_grows_as_adalossppo_s(loop):
     """AdaLossPPO's AdamLoss keeps b as a Python float: from b0 = 1e7, 20 losses of 0.3 make it 1e7 + 6."""
     from rl_adaloss.batched.optim import MemberOptimizer

@@ -7,9 +7,14 @@ evaluation and checkpoints, and write the results. Everything a run writes goes 
     events.out.tfevents.*   TensorBoard scalars (SB3's ``train/*``, ``rollout/*``, and ``eval/mean_reward``)
     monitor/           per-env episode CSVs (SB3's Monitor)
     evaluations.csv    deterministic evaluation returns, and the step sizes at each evaluation
+    evaluations.npz    the same evaluations per episode, in SB3's EvalCallback format (``timesteps``,
+                       ``results`` and ``ep_lengths``, n_evals x n_episodes), as rl-zoo's plot scripts read it
+    best_model.zip, best_vecnormalize.pkl   the model and its normalization at the best evaluation so far,
+                       rewritten whenever an evaluation beats it (``python -m rl_adaloss.enjoy RUN --load-best``)
     checkpoint.pkl     model, optimizers, normalization, evaluations, RNG and environment states, at a rollout's
                        start; written periodically and on Ctrl-C/SIGTERM, so --resume continues bit for bit
-    model.zip, vecnormalize.pkl   the final model and its observation normalization
+    model.zip, vecnormalize.pkl   the final model and its observation normalization (``stable_baselines3.PPO.load``
+                       opens both model files; ``python -m rl_adaloss.enjoy RUN`` watches, records and evaluates them)
     result.json        status (finished, diverged, interrupted or failed), steps, final/best eval return, wall time
 """
 
@@ -30,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -105,23 +111,50 @@ def build_model(config: dict[str, Any], env) -> AdaLossPPO:
 # -- evaluation, checkpoints, progress --------------------------------------------------------------------------
 
 class Evaluations:
-    """The run's evaluation table, kept in memory and rewritten atomically to ``evaluations.csv`` at every row."""
+    """The run's evaluation table, kept in memory and rewritten atomically at every row: ``evaluations.csv`` (one
+    row per evaluation, with the step sizes) and, for the evaluations added with their episodes,
+    ``evaluations.npz`` beside it in SB3's EvalCallback format."""
 
-    def __init__(self, path: Path, rows: list[dict[str, float]] | None = None) -> None:
+    def __init__(self, path: Path, rows: list[dict[str, float]] | None = None,
+                 episodes: list[dict[str, Any]] | None = None) -> None:
         self.path = path
+        self.npz_path = path.with_name("evaluations.npz")
         self.rows = list(rows or [])
+        #: Per evaluation that has them: ``{"timesteps", "results": [returns], "ep_lengths": [lengths]}``.
+        self.episodes = list(episodes or [])
 
-    def add(self, row: dict[str, float]) -> None:
+    def add(self, row: dict[str, float], episode_rewards: list[float] | None = None,
+            episode_lengths: list[int] | None = None) -> None:
         self.rows.append(row)
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=EVAL_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows)
         write_atomic(self.path, text.getvalue())
+        if episode_rewards is not None:
+            self.episodes.append(dict(timesteps=int(row["timesteps"]), results=[float(r) for r in episode_rewards],
+                                      ep_lengths=[int(n) for n in episode_lengths]))
+            write_atomic(self.npz_path, evaluations_npz(self.episodes))
 
     @property
     def returns(self) -> list[float]:
         return [row["mean_reward"] for row in self.rows]
+
+
+def evaluations_npz(episodes: list[dict[str, Any]]) -> bytes:
+    """The bytes of SB3's ``evaluations.npz``: ``timesteps`` (n_evals,), ``results`` and ``ep_lengths``
+    (n_evals, n_episodes), as ``EvalCallback`` saves them. Evaluations of fewer episodes than the widest (a config
+    edited between resumes) are padded with NaN returns and 0 lengths."""
+    width = max(len(e["results"]) for e in episodes)
+    results = np.full((len(episodes), width), np.nan)
+    lengths = np.zeros((len(episodes), width), dtype=np.int64)
+    for i, evaluation in enumerate(episodes):
+        results[i, :len(evaluation["results"])] = evaluation["results"]
+        lengths[i, :len(evaluation["ep_lengths"])] = evaluation["ep_lengths"]
+    buffer = io.BytesIO()
+    np.savez(buffer, timesteps=np.array([e["timesteps"] for e in episodes], dtype=np.int64), results=results,
+             ep_lengths=lengths)
+    return buffer.getvalue()
 
 
 class EvalCheckpointProgress(BaseCallback):
@@ -148,6 +181,9 @@ class Run:
         self.run_dir = run_dir
         self.progress = progress
         self.evaluations = Evaluations(run_dir / "evaluations.csv")
+        #: The best evaluation so far: ``timesteps``, ``mean_reward``, and the ``model`` and ``vecnormalize``
+        #: bytes written to best_model.zip and best_vecnormalize.pkl (kept, so that a checkpoint holds them).
+        self.best: dict[str, Any] | None = None
         self.next_eval = 0
         self.next_checkpoint = config["checkpoint_freq"]
         self.bar = None
@@ -164,7 +200,9 @@ class Run:
                 normalizer.set_venv(self.train_env.venv)
                 self.train_env = normalizer
             self.model = AdaLossPPO.load(io.BytesIO(state["model"]), env=self.train_env, device=self.config["device"])
-            self.evaluations = Evaluations(self.run_dir / "evaluations.csv", state["evaluations"])
+            self.evaluations = Evaluations(self.run_dir / "evaluations.csv", state["evaluations"],
+                                           state.get("eval_episodes"))
+            self.restore_best(state)
             self.next_eval = self._next_multiple(self.model.num_timesteps, self.config["eval"]["freq"])
             self.next_checkpoint = self._next_multiple(self.model.num_timesteps, self.config["checkpoint_freq"])
             # Environments, RNGs and the last observation as they were: the run goes on as if never stopped. (A
@@ -218,25 +256,63 @@ class Run:
     def evaluate(self) -> None:
         if isinstance(self.train_env, VecNormalize):
             sync_envs_normalization(self.train_env, self.eval_env)
-        mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.config["eval"]["episodes"],
-                                    deterministic=True)
+        rewards, lengths = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.config["eval"]["episodes"],
+                                           deterministic=True, return_episode_rewards=True)
+        mean, std = np.mean(rewards), np.std(rewards)  # as evaluate_policy computes them
         row = {"timesteps": self.timesteps, "mean_reward": float(mean), "std_reward": float(std)}
         row.update(self.model.step_size_stats())
-        self.evaluations.add(row)
+        self.evaluations.add(row, rewards, lengths)
+        if math.isfinite(mean) and (self.best is None or mean > self.best["mean_reward"]):
+            self.best = dict(timesteps=self.timesteps, mean_reward=float(mean), model=self._model_bytes(),
+                             vecnormalize=self._normalizer_bytes())
+            self.write_best()
         self.model.logger.record("eval/mean_reward", float(mean))
         self.model.logger.record("eval/std_reward", float(std))
         self.model.logger.dump(step=self.timesteps)
         if self.bar is not None:
             self.bar.set_postfix(eval_return=f"{mean:.1f}")
 
-    def capture(self) -> dict[str, Any]:
-        """A checkpoint of this moment, a rollout's start: model, normalization, evaluations, and the snapshot of
-        RNGs and environments that makes the resumed run continue bit for bit."""
+    def write_best(self) -> None:
+        """best_model.zip and best_vecnormalize.pkl from ``self.best`` (a model saved as model.zip is, so
+        ``stable_baselines3.PPO.load`` opens it)."""
+        if self.best is None or self.best["model"] is None:
+            return
+        write_atomic(self.run_dir / "best_model.zip", self.best["model"])
+        if self.best["vecnormalize"] is not None:
+            write_atomic(self.run_dir / "best_vecnormalize.pkl", self.best["vecnormalize"])
+        else:
+            (self.run_dir / "best_vecnormalize.pkl").unlink(missing_ok=True)
+
+    def restore_best(self, state: dict[str, Any]) -> None:
+        """The best evaluation as of a checkpoint, and its files rewritten from it: an evaluation after the
+        checkpoint that a kill -9 cut off, or one that an inexact resume does not replay, leaves no best model
+        behind that the evaluations do not show. A checkpoint from before best models (no ``best``) keeps the best
+        return of its evaluations, so that only a better evaluation replaces best_model.zip."""
+        if "best" in state:
+            self.best = state["best"]
+            self.write_best()
+            return
+        finite = [row for row in state["evaluations"] if math.isfinite(row["mean_reward"])]
+        if finite:
+            top = max(finite, key=lambda row: row["mean_reward"])
+            self.best = dict(timesteps=top["timesteps"], mean_reward=top["mean_reward"], model=None,
+                             vecnormalize=None)
+
+    def _model_bytes(self) -> bytes:
         model = io.BytesIO()
         self.model.save(model)
-        normalizer = pickle.dumps(self.train_env) if isinstance(self.train_env, VecNormalize) else None
-        return dict(timesteps=self.timesteps, model=model.getvalue(), vecnormalize=normalizer,
-                    evaluations=list(self.evaluations.rows),
+        return model.getvalue()
+
+    def _normalizer_bytes(self) -> bytes | None:
+        return pickle.dumps(self.train_env) if isinstance(self.train_env, VecNormalize) else None
+
+    def capture(self) -> dict[str, Any]:
+        """A checkpoint of this moment, a rollout's start: model, normalization, evaluations (with their episodes
+        and the best model so far), and the snapshot of RNGs and environments that makes the resumed run continue
+        bit for bit."""
+        return dict(timesteps=self.timesteps, model=self._model_bytes(), vecnormalize=self._normalizer_bytes(),
+                    evaluations=list(self.evaluations.rows), eval_episodes=list(self.evaluations.episodes),
+                    best=self.best,
                     snapshot=snapshot.capture(self.model, self.train_env, self.eval_env,
                                               rng=getattr(self.model, "rollout_start_rng", None)))
 
@@ -248,11 +324,10 @@ class Run:
             self.model.num_timesteps = self.resume_point["timesteps"]
 
     def save_final(self) -> None:
-        model = io.BytesIO()
-        self.model.save(model)
-        write_atomic(self.run_dir / "model.zip", model.getvalue())
-        if isinstance(self.train_env, VecNormalize):
-            write_atomic(self.run_dir / "vecnormalize.pkl", pickle.dumps(self.train_env))
+        write_atomic(self.run_dir / "model.zip", self._model_bytes())
+        normalizer = self._normalizer_bytes()
+        if normalizer is not None:
+            write_atomic(self.run_dir / "vecnormalize.pkl", normalizer)
 
     def close(self) -> None:
         for env in (getattr(self, "train_env", None), getattr(self, "eval_env", None)):

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -101,6 +102,58 @@ def test_cli_run_writes_every_output(tmp_path, capsys):
     assert model.policy.actor_optimizer.b[0] == rows[-1]["actor_b"]
     with open(run_dir / "vecnormalize.pkl", "rb") as handle:
         assert pickle.load(handle).obs_rms.count > 2560
+
+    # evaluations.npz: SB3's EvalCallback format, the same evaluations per episode (one episode each here).
+    npz = read_npz(run_dir)
+    assert npz["timesteps"].tolist() == [0, 1024, 2048, 2560]
+    assert npz["results"].shape == npz["ep_lengths"].shape == (4, 1)
+    assert npz["results"].mean(axis=1) == pytest.approx(returns)
+    assert (npz["ep_lengths"] == 200).all()
+    # best_model.zip is the model of the best evaluation, with its normalization.
+    best = AdaLossPPO.load(run_dir / "best_model.zip", device="cpu")
+    assert best.num_timesteps == rows[returns.index(max(returns))]["timesteps"]
+    with open(run_dir / "best_vecnormalize.pkl", "rb") as handle:
+        assert pickle.load(handle).obs_rms.count >= best.num_timesteps
+
+
+def read_npz(run_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(run_dir / "evaluations.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+def test_best_model_follows_the_best_evaluation_and_plain_sb3_loads_both_models(tmp_path, monkeypatch):
+    """best_model.zip is rewritten exactly when an evaluation beats every earlier one; stable_baselines3.PPO.load
+    opens model.zip and best_model.zip, and the VecNormalize files load with VecNormalize.load."""
+    import stable_baselines3
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    import rl_adaloss.train as train
+
+    written = []
+    original = train.Run.write_best
+    monkeypatch.setattr(train.Run, "write_best", lambda self: (written.append(self.timesteps), original(self))[1])
+    config = load_config(None, [*TINY, "total_timesteps=2560", "eval.freq=512", "eval.episodes=2"])
+    assert run(config, tmp_path)["status"] == "finished"
+    rows = read_evaluations(tmp_path)
+    returns = [row["mean_reward"] for row in rows]
+    records = [int(row["timesteps"]) for i, row in enumerate(rows) if returns[i] > max(returns[:i], default=-math.inf)]
+    assert written == records and written[0] == 0
+    npz = read_npz(tmp_path)
+    assert npz["results"].shape == (len(rows), 2)
+    assert npz["results"].mean(axis=1) == pytest.approx(returns)
+    assert npz["results"].std(axis=1) == pytest.approx([row["std_reward"] for row in rows])
+
+    venv = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
+    for model_file, stats_file, steps in [("model.zip", "vecnormalize.pkl", 2560),
+                                          ("best_model.zip", "best_vecnormalize.pkl", written[-1])]:
+        model = stable_baselines3.PPO.load(tmp_path / model_file, device="cpu")
+        assert type(model) is stable_baselines3.PPO and model.num_timesteps == steps
+        env = VecNormalize.load(str(tmp_path / stats_file), venv)
+        env.training, env.norm_reward = False, False
+        action, _ = model.predict(env.reset(), deterministic=True)
+        assert action.shape == (1, 1)
+    venv.close()
 
 
 @pytest.mark.parametrize("args, names", [
@@ -321,10 +374,48 @@ def test_an_interrupt_mid_rollout_checkpoints_the_last_update(tmp_path, monkeypa
     model = AdaLossPPO.load(io.BytesIO(state["model"]), device="cpu")
     assert model.num_timesteps == 2 * ROLLOUT
     assert [row["timesteps"] for row in read_evaluations(tmp_path)] == [0, 1024]
+    # The checkpoint holds the per-episode evaluations and the best model so far, as they were written.
+    assert [e["timesteps"] for e in state["eval_episodes"]] == [0, 1024]
+    assert state["best"]["model"] == (tmp_path / "best_model.zip").read_bytes()
+    # A best model written after the checkpoint (an evaluation that a kill -9 cut off) does not survive --resume.
+    (tmp_path / "best_model.zip").write_bytes(b"stale")
 
     result = run(config, tmp_path, resume=True)
     assert result["status"] == "finished" and result["timesteps"] == 2048
-    assert [row["timesteps"] for row in read_evaluations(tmp_path)] == [0, 1024, 2048]
+    rows = read_evaluations(tmp_path)
+    assert [row["timesteps"] for row in rows] == [0, 1024, 2048]
+    assert read_npz(tmp_path)["timesteps"].tolist() == [0, 1024, 2048]
+    returns = [row["mean_reward"] for row in rows]
+    best = AdaLossPPO.load(tmp_path / "best_model.zip", device="cpu")
+    assert best.num_timesteps == rows[returns.index(max(returns))]["timesteps"]
+
+
+def test_a_checkpoint_from_before_best_models_resumes(tmp_path, monkeypatch):
+    """A checkpoint without ``best`` and ``eval_episodes`` (written before they existed): the run resumes, the npz
+    starts at the resumed evaluations, and only an evaluation better than the checkpoint's best writes a best
+    model."""
+    import rl_adaloss.train as train
+
+    def on_step(self) -> bool:
+        if self.num_timesteps == 2 * ROLLOUT + 2:
+            raise KeyboardInterrupt
+        return True
+
+    config = load_config(None, [*TINY, "total_timesteps=2048", "checkpoint_freq=100000"])
+    with monkeypatch.context() as patch:
+        patch.setattr(train.EvalCheckpointProgress, "_on_step", on_step)
+        assert run(config, tmp_path)["status"] == "interrupted"
+    state = pickle.loads((tmp_path / "checkpoint.pkl").read_bytes())
+    del state["best"], state["eval_episodes"]
+    (tmp_path / "checkpoint.pkl").write_bytes(pickle.dumps(state))
+    for name in ("best_model.zip", "best_vecnormalize.pkl", "evaluations.npz"):
+        (tmp_path / name).unlink()
+
+    assert run(config, tmp_path, resume=True)["status"] == "finished"
+    rows = read_evaluations(tmp_path)
+    assert read_npz(tmp_path)["timesteps"].tolist() == [2048]
+    before = max(row["mean_reward"] for row in rows[:2])
+    assert (tmp_path / "best_model.zip").exists() == (rows[2]["mean_reward"] > before)
 
 
 # -- the shipped configs ------------------------------------------------------------------------------------------
@@ -416,5 +507,16 @@ def test_an_interrupted_and_resumed_run_reproduces_the_uninterrupted_one(tmp_pat
     assert run(config, tmp_path / "resumed", resume=True)["status"] == "finished"
     assert (tmp_path / "resumed" / "evaluations.csv").read_text() == \
         (tmp_path / "straight" / "evaluations.csv").read_text()
+    # evaluations.npz and the best model go on as well: the same episodes, the same best weights and statistics.
+    straight_npz, resumed_npz = read_npz(tmp_path / "straight"), read_npz(tmp_path / "resumed")
+    assert straight_npz.keys() == resumed_npz.keys()
+    for key in straight_npz:
+        np.testing.assert_array_equal(resumed_npz[key], straight_npz[key])
+    best = [AdaLossPPO.load(tmp_path / name / "best_model.zip", device="cpu") for name in ("straight", "resumed")]
+    assert best[0].num_timesteps == best[1].num_timesteps
+    for a, b in zip(best[0].policy.state_dict().values(), best[1].policy.state_dict().values()):
+        assert torch.equal(a, b)
+    stats = [pickle.loads((tmp_path / name / "best_vecnormalize.pkl").read_bytes()) for name in ("straight", "resumed")]
+    np.testing.assert_array_equal(stats[0].obs_rms.mean, stats[1].obs_rms.mean)
     state = pickle.loads((tmp_path / "resumed" / "checkpoint.pkl").read_bytes())
     assert state["snapshot"]["exact"]

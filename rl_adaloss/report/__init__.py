@@ -1,4 +1,5 @@
-"""The comparison report of a sweep: ``python -m rl_adaloss.report runs/<sweep>``.
+"""The comparison report of a sweep: ``python -m rl_adaloss.report runs/<sweep>``; of several, with the aggregates
+across their tasks: ``python -m rl_adaloss.report runs/a runs/b --out runs/across``.
 
 Reads ``<sweep>/sweep.json`` (the list of grid points: every point is accounted for, run or not) and each run's
 ``result.json`` and ``evaluations.csv``, and writes into the sweep folder, each file atomically:
@@ -8,10 +9,22 @@ Reads ``<sweep>/sweep.json`` (the list of grid points: every point is accounted 
     robustness.png      final eval return and mean eval return over training against b0 (log x), with 95% CIs:
                         which optimizer trains well from any b0?
     step_sizes.png      the effective step size of actor and critic over training (log y), per b0 and optimizer
-    summary.csv         one row per env x optimizer x b0: counts, IQM, mean and 95% CI of final return and AUC
+    accumulator_growth.png  each network's accumulator over its start (b_t/b0; b_t²/b0² for AdaLoss) over
+                        training, log y, per b0: did it move at all? (:mod:`~rl_adaloss.report.diagnostics`)
+    training_scores.png training-episode returns from the Monitor files (the paper's scores), seed aggregate with
+                        the same bootstrap, above the deterministic eval returns, per b0
+    summary.csv         one row per env x optimizer x b0: counts, IQM, mean and 95% CI of final return and AUC,
+                        the median accumulator growth / b0 per network, and ``adam_equivalent``
     summary.md          the same table, a paragraph generated from the numbers (each challenger variant against
-                        the reference, by default every variant against Adam), and every run left out and why
-    aggregate/          TensorBoard events: the seed aggregates as scalars, and a custom-scalars dashboard
+                        the reference, by default every variant against Adam), which loss-driven cells were
+                        "≡ Adam here" (and whether the sweep could have shown the mechanism), and every run left
+                        out and why
+    diagnostics.csv     per run: each network's b0 and its accumulator's growth
+    aggregate/<optimizer>/  TensorBoard events, one run per optimizer with the same tags, and a custom-scalars
+                        dashboard (:mod:`~rl_adaloss.report.tensorboard`)
+
+With several sweeps, ``--out`` gets the aggregates across their tasks (:mod:`~rl_adaloss.report.across`):
+across_tasks.csv/.md, across_tasks_iqm.png, performance_profiles.png, probability_of_improvement.png.
 
 How runs are aggregated
 -----------------------
@@ -36,10 +49,12 @@ under the resampled curve divided by the steps it spans, so it rewards learning 
 
 Modules, one job each: :mod:`~rl_adaloss.report.runs` (loading), :mod:`~rl_adaloss.report.stats` (IQM, mean,
 bootstrap), :mod:`~rl_adaloss.report.aggregation` (cells and curves), :mod:`~rl_adaloss.report.text` (summary.csv,
-summary.md), :mod:`~rl_adaloss.report.figures`, :mod:`~rl_adaloss.report.tensorboard` and
-:mod:`~rl_adaloss.report.cli`.
+summary.md, diagnostics.csv, across_tasks.csv/.md), :mod:`~rl_adaloss.report.diagnostics` (accumulator growth),
+:mod:`~rl_adaloss.report.across` (rliable across tasks), :mod:`~rl_adaloss.report.figures`,
+:mod:`~rl_adaloss.report.tensorboard` and :mod:`~rl_adaloss.report.cli`.
 """
 
+from rl_adaloss.report.across import AcrossTasks, across_tasks
 from rl_adaloss.report.aggregation import (
     IQM_MIN_SEEDS,
     Group,
@@ -51,17 +66,25 @@ from rl_adaloss.report.aggregation import (
     score_curve,
     step_size_curve,
 )
-from rl_adaloss.report.cli import OUTPUTS, main, write_report
-from rl_adaloss.report.figures import plot_reward_curves, plot_robustness, plot_step_sizes
+from rl_adaloss.report.cli import ACROSS_OUTPUTS, OUTPUTS, main, write_report, write_reports
+from rl_adaloss.report.diagnostics import ADAM_EQUIVALENT_BELOW, accumulator, adam_equivalent, growth
+from rl_adaloss.report.figures import (
+    plot_accumulator_growth,
+    plot_reward_curves,
+    plot_robustness,
+    plot_step_sizes,
+    plot_training_scores,
+)
 from rl_adaloss.report.runs import Run, load_runs, read_evaluations
 from rl_adaloss.report.stats import DEFAULT_REPS, Estimate, bootstrap_ci, iqm, mean
 from rl_adaloss.report.tensorboard import custom_scalars_layout, tensorboard_scalars, write_tensorboard
 from rl_adaloss.report.text import default_comparison, summary_csv, summary_markdown, verdicts
 
 __all__ = [
-    "DEFAULT_REPS", "IQM_MIN_SEEDS", "OUTPUTS", "Estimate", "Group", "Report", "Run", "aggregate",
-    "area_under_curve", "bootstrap_ci", "common_steps", "custom_scalars_layout", "default_comparison", "iqm",
-    "load_runs", "main", "mean", "plot_reward_curves", "plot_robustness", "plot_step_sizes", "read_evaluations",
-    "resample", "score_curve", "step_size_curve", "summary_csv", "summary_markdown", "tensorboard_scalars",
-    "verdicts", "write_report", "write_tensorboard",
+    "ACROSS_OUTPUTS", "ADAM_EQUIVALENT_BELOW", "DEFAULT_REPS", "IQM_MIN_SEEDS", "OUTPUTS", "AcrossTasks", "Estimate",
+    "Group", "Report", "Run", "accumulator", "across_tasks", "adam_equivalent", "aggregate", "area_under_curve",
+    "bootstrap_ci", "common_steps", "custom_scalars_layout", "default_comparison", "growth", "iqm", "load_runs",
+    "main", "mean", "plot_accumulator_growth", "plot_reward_curves", "plot_robustness", "plot_step_sizes",
+    "plot_training_scores", "read_evaluations", "resample", "score_curve", "step_size_curve", "summary_csv",
+    "summary_markdown", "tensorboard_scalars", "verdicts", "write_report", "write_reports", "write_tensorboard",
 ]

@@ -177,13 +177,10 @@ def across_tasks(reports: Sequence[tuple[str, Report]], references: Sequence[str
     labels = {b0: next((r.b0_label(b0) for _, r in reports if b0 in r.b0s), f"{b0:g}") for b0 in b0s}
     result = AcrossTasks(tasks, optimizers, list(references), b0s, labels, [], reps, bootstrap, "", missing)
 
-    def estimate(arrays, function, numpy_function=None):
+    def estimate(arrays, function):
         point, low, high, why = _intervals(arrays, function, reps, seed, result.bootstrap)
         if why:  # say it once, and stop asking rliable
             result.bootstrap, result.fallback = "numpy", why
-            if numpy_function is not None:
-                point = np.asarray(numpy_function(*arrays), dtype=float)
-                _, low, high, _ = _intervals(arrays, numpy_function, reps, seed, "numpy")
         return point, low, high
 
     for b0 in b0s:
@@ -201,7 +198,11 @@ def across_tasks(reports: Sequence[tuple[str, Report]], references: Sequence[str
             if reference is None:
                 continue
             cell.reference = reference
-            poi = _poi if result.bootstrap == "rliable" else _poi_numpy
-            point, low, high = estimate((cell.scores, result.cell(reference, b0).scores), poi, _poi_numpy)
+            # Resampled with the vectorised equivalent of rliable's metric (the Mann-Whitney U over n*m: a test
+            # checks they agree), 20 times faster; the point estimate is rliable's own where it runs.
+            arrays = (cell.scores, result.cell(reference, b0).scores)
+            point, low, high = estimate(arrays, _poi_numpy)
+            if result.bootstrap == "rliable":
+                point = _poi(*arrays)
             cell.poi, cell.poi_low, cell.poi_high = float(point[0]), float(low[0]), float(high[0])
     return result

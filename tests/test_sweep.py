@@ -221,7 +221,8 @@ def check_report(root: Path, tensorboard) -> None:
     from rl_adaloss.report import main as report
 
     assert report([str(root)]) == 0
-    for name in ("reward_curves.png", "robustness.png", "step_sizes.png", "summary.csv", "summary.md"):
+    for name in ("reward_curves.png", "robustness.png", "step_sizes.png", "accumulator_growth.png",
+                 "training_scores.png", "summary.csv", "summary.md", "diagnostics.csv"):
         assert (root / name).stat().st_size > 0, name
     results = tree(root)
     rows = list(csv.DictReader((root / "summary.csv").open()))
@@ -235,16 +236,17 @@ def check_report(root: Path, tensorboard) -> None:
         if finished:
             assert float(row["final_mean"]) == pytest.approx(finished[0], abs=0.01)  # the CSV keeps 2 decimals
 
-    wanted = {"aggregate/b0=1e6/adam", "aggregate/b0=1e6/adamloss"}
+    wanted = {"aggregate/adam": "eval_return/b0=1e6", "aggregate/adamloss": "eval_return/b0=1e6"}
     with tensorboard(root) as get:
         tags = poll(lambda: get("/data/plugin/scalars/tags"),
-                    lambda t: wanted <= set(t.get("aggregate", {})) and len(t) >= 5)
+                    lambda t: all(tag in t.get(run, {}) for run, tag in wanted.items()) and len(t) >= 6)
         layout = poll(lambda: get("/data/plugin/custom_scalars/layout"), lambda found: bool(found.get("category")))
     run_tags = {run: set(t) for run, t in tags.items() if run.startswith("Pendulum-v1/")}
     assert len(run_tags) == 4, tags.keys()
     for run, names in run_tags.items():
         assert "eval/mean_reward" in names, run
     assert {"train/actor_effective_lr", "train/critic_b"} <= run_tags["Pendulum-v1/adamloss/b0=1e6/seed=0"]
-    assert wanted <= set(tags["aggregate"])
+    assert all(tag in tags[run] for run, tag in wanted.items())  # one TensorBoard run per optimizer, same tag
+    assert "accumulator_growth/b0=1e6/actor" in tags["aggregate/adamloss"]
     charts = [chart for category in layout["category"] for chart in category["chart"]]
-    assert any(r"^aggregate/b0=1e6/adamloss$" in chart["multiline"]["tag"] for chart in charts)
+    assert any(chart.get("multiline", {}).get("tag") == [r"^eval_return/b0=1e6$"] for chart in charts)

@@ -469,7 +469,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue an interrupted run from its checkpoint (its config.yaml is used)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # key=value overrides may stand before and after flags
 
 
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:

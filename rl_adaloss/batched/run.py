@@ -1,28 +1,52 @@
-"""``run_batch(configs, run_dirs)``: train K configs as one batched engine, writing each run's files as
-``rl_adaloss.train.run`` does (``config.yaml``, ``evaluations.csv``, ``result.json``).
+"""``run_batch(configs, run_dirs)``: train K configs as one batched engine, each member writing the run directory
+``rl_adaloss.train.run`` writes, so that ``python -m rl_adaloss.report`` and TensorBoard read it unchanged:
+
+    config.yaml              the member's resolved config
+    events.out.tfevents.*    TensorBoard scalars with the SB3 path's tags, at its steps: ``train/*`` (losses,
+                             ``actor_effective_lr``, ``critic_effective_lr``, ``actor_b``, ``critic_b``, ...),
+                             ``rollout/ep_rew_mean``, ``rollout/ep_len_mean``, ``time/fps`` after each update, and
+                             ``eval/mean_reward``, ``eval/std_reward`` at each evaluation
+    monitor/<i>.monitor.csv  the member's training episodes per env, SB3 Monitor's format
+    evaluations.csv          deterministic evaluations with the step sizes (train.py's columns)
+    model.zip, vecnormalize.pkl   the member's final model (weights and optimizer states), which
+                             ``AdaLossPPO.load`` opens, and its normalization (where the config normalizes)
+    result.json, wall_time.json   as train.py's (plus ``engine: batched`` and ``batch_size``); a member's
+                             ``wall_time_s`` is the batch's wall time until that member ended
+    batch.json               which batch the member belongs to, and where the batch's checkpoint is
+
+The batch's checkpoint is one file for all its members (by default ``<common parent>/.batches/<id>.pkl``): the
+engine's whole state (weights, optimizer states, normalization statistics, every env's state and generator, the
+evaluation envs, the last observations), each member's evaluations, Monitor file sizes and episode window, at a
+rollout's start; written every ``checkpoint_freq`` steps and on Ctrl-C/SIGTERM. Run again with the same configs and
+run directories, the batch resumes from it and writes what an uninterrupted batch writes. A member whose
+``result.json`` already says finished or diverged when the batch resumes rides along without writing (a
+"passenger"), so that the others continue exactly.
 
 The configs must describe members of one batch: the same env, PPO settings, networks, normalization, evaluation
 schedule, budget and optimizer rule and layout; they may differ in ``seed`` and in the optimizer's ``lr``, ``b0``,
 ``alpha`` and ``c`` (also per network). Anything else is refused with a one-line :class:`UsageError`.
-
-Not written (yet): TensorBoard events, ``monitor/`` CSVs, ``checkpoint.pkl`` (no resume), ``model.zip`` and
-``vecnormalize.pkl``. ``wall_time_s`` in each ``result.json`` is the whole batch's wall time.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+import os
 import time
+import traceback
+from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from rl_adaloss.batched.ppo import BatchedEvaluator, BatchedPPO, NormalizeSettings, PPOSettings
 from rl_adaloss.errors import UsageError
 
-__all__ = ["run_batch", "build_engine", "MEMBER_KEYS"]
+__all__ = ["run_batch", "build_engine", "check_batch", "batch_key", "MEMBER_KEYS"]
 
 #: Optimizer arguments that may differ between the members of a batch.
 MEMBER_KEYS = ("lr", "b0", "alpha", "c")
@@ -51,6 +75,12 @@ def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
                 return found
         return None
     return None if a == b else where
+
+
+def batch_key(config: dict[str, Any]) -> str:
+    """What configs must share to be members of one batch (everything but the seed and the optimizer's
+    ``lr``/``b0``/``alpha``/``c``), as a string: equal keys, one batch."""
+    return json.dumps(_shared_part(config), sort_keys=True, default=str)
 
 
 def check_batch(configs: Sequence[dict[str, Any]]) -> None:
@@ -93,60 +123,335 @@ def build_engine(configs: Sequence[dict[str, Any]], force_loop_optimizer: bool =
                       force_loop_optimizer=force_loop_optimizer)
 
 
-def run_batch(configs: Sequence[dict[str, Any]], run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Train the configs as one batch; write each member's run directory; return the ``result.json`` contents."""
-    from rl_adaloss.config import dump_config
-    from rl_adaloss.io import write_atomic, write_json_atomic
-    from rl_adaloss.train import Evaluations
 
-    if len(configs) != len(run_dirs):
-        raise UsageError(f"run_batch: {len(configs)} configs but {len(run_dirs)} run directories")
-    engine = build_engine(configs)
-    base = configs[0]
-    dirs = [Path(d) for d in run_dirs]
-    for config, run_dir in zip(configs, dirs):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(run_dir / "config.yaml", dump_config(config))
-        (run_dir / "result.json").unlink(missing_ok=True)
-    started = time.perf_counter()
-    evaluations = [Evaluations(d / "evaluations.csv") for d in dirs]
-    evaluator = BatchedEvaluator(engine, base["env"], base["eval"]["episodes"], engine.env.settings)
-    freq = base["eval"]["freq"]
 
-    def evaluate() -> None:
-        means, stds = evaluator.evaluate()
+# -- running a batch ------------------------------------------------------------------------------------------------
+
+#: A batch's checkpoint format; a checkpoint of another version is not resumed from.
+CHECKPOINT_VERSION = 1
+
+
+def default_checkpoint_path(run_dirs: Sequence[str | Path]) -> Path:
+    """``<common parent of the run dirs>/.batches/<id>.pkl``, the id a digest of the run dirs in order."""
+    dirs = [Path(d).resolve() for d in run_dirs]
+    root = Path(os.path.commonpath(dirs))
+    digest = hashlib.sha1("\n".join(str(d.relative_to(root)) for d in dirs).encode()).hexdigest()[:16]
+    return root / ".batches" / f"{digest}.pkl"
+
+
+class BatchRun:
+    """One batch in progress: the engine, its evaluator, and each member's files."""
+
+    def __init__(self, configs: Sequence[dict[str, Any]], run_dirs: Sequence[Path], checkpoint_path: Path) -> None:
+        self.configs = list(configs)
+        self.dirs = [Path(d) for d in run_dirs]
+        self.checkpoint_path = Path(checkpoint_path)
+        self.base = configs[0]
+        self.K = len(configs)
+        self.freq = self.base["eval"]["freq"]
+        self.checkpoint_freq = self.base["checkpoint_freq"]
+        self.next_eval = self.freq
+        self.next_checkpoint = self.checkpoint_freq
+        #: Members that write nothing: their result.json already said finished or diverged when a checkpoint
+        #: was resumed; they ride along so that the others continue exactly.
+        self.passengers: set[int] = set()
+        self.ended_wall: list[float | None] = [None] * self.K  #: batch wall time at which each member ended
+        self.previous_wall = 0.0
+        self.started = time.perf_counter()
+        self.resume_point: dict[str, Any] | None = None
+        self.loggers: dict[int, Any] = {}
+        self.written_divergence: set[int] = set()
+
+    # -- start, fresh or from the checkpoint ----------------------------------------------------------------
+
+    def _load_checkpoint(self) -> dict[str, Any] | None:
+        from rl_adaloss.batched.checkpoint import loads
+
+        if not self.checkpoint_path.is_file():
+            return None
+        try:
+            state = loads(self.checkpoint_path.read_bytes())
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint: start afresh
+            return None
+        if (state.get("version") != CHECKPOINT_VERSION or state.get("configs") != self.configs
+                or state.get("run_dirs") != [str(d.resolve()) for d in self.dirs]):
+            return None
+        return state
+
+    def start(self) -> None:
+        from rl_adaloss.batched.checkpoint import restore_value
+        from rl_adaloss.batched.outputs import EpisodeRecorder, MonitorFiles
+        from rl_adaloss.config import dump_config
+        from rl_adaloss.io import write_atomic, write_json_atomic
+        from rl_adaloss.records import FINAL_STATUSES, read_result
+        from rl_adaloss.snapshot import set_rng_state
+        from rl_adaloss.train import Evaluations
+
+        self.engine = build_engine(self.configs)
+        self.evaluator = BatchedEvaluator(self.engine, self.base["env"], self.base["eval"]["episodes"],
+                                          self.engine.env.settings)
+        self.recorder = EpisodeRecorder(self.engine.env.env, self.engine)
+        window = self.base["ppo"]["stats_window_size"]
+        state = self._load_checkpoint()
+        if state is not None:
+            restore_value({"engine": self.engine, "evaluator": self.evaluator}, state["engine"])
+            self.recorder.load_state(state["recorder"])
+            self.next_eval, self.next_checkpoint = state["next_eval"], state["next_checkpoint"]
+            self.previous_wall = state["wall"]
+            self.ended_wall = list(state["ended_wall"])
+            self.written_divergence = set(state["written_divergence"])
+            t_starts = state["t_start"]
+            rows, windows, sizes = state["evaluations"], state["windows"], state["monitor_sizes"]
+            for k, run_dir in enumerate(self.dirs):
+                result = read_result(run_dir)
+                if result is not None and result["status"] in FINAL_STATUSES:
+                    self.passengers.add(k)
+            set_rng_state(state["rng"])
+        else:
+            t_starts = [round(time.time(), 6)] * self.K
+            rows, windows, sizes = [[] for _ in range(self.K)], [[] for _ in range(self.K)], None
+        self.evaluations = [Evaluations(d / "evaluations.csv", rows[k]) for k, d in enumerate(self.dirs)]
+        self.windows = [deque(windows[k], maxlen=window) for k in range(self.K)]
+        self.monitors = [MonitorFiles(d / "monitor", self.base["n_envs"], self.base["env"], t_starts[k])
+                         for k, d in enumerate(self.dirs)]
+        from stable_baselines3.common.logger import configure
+
+        for k in self.active:
+            run_dir, config = self.dirs[k], self.configs[k]
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(run_dir / "config.yaml", dump_config(config))
+            (run_dir / "result.json").unlink(missing_ok=True)
+            if state is None:
+                for stale in [*run_dir.glob("events.out.tfevents.*"), run_dir / "model.zip",
+                              run_dir / "vecnormalize.pkl", run_dir / "evaluations.csv"]:
+                    stale.unlink(missing_ok=True)
+                self.monitors[k].create()
+            else:
+                self.monitors[k].truncate(sizes[k])
+                self._rewrite(k)
+            write_json_atomic(run_dir / "batch.json", dict(
+                engine="batched", member=k, members=[str(d) for d in self.dirs],
+                checkpoint=os.path.relpath(self.checkpoint_path, run_dir)))
+            self.loggers[k] = configure(str(run_dir), ["tensorboard"])
+
+    def _rewrite(self, k: int) -> None:
+        """evaluations.csv as of the checkpoint (rows a killed run wrote after it go)."""
+        table = self.evaluations[k]
+        if not table.rows:
+            table.path.unlink(missing_ok=True)
+            return
+        rows = table.rows
+        table.rows = rows[:-1]
+        table.add(rows[-1])
+
+    @property
+    def active(self) -> list[int]:
+        return [k for k in range(self.K) if k not in self.passengers]
+
+    @property
+    def wall(self) -> float:
+        return self.previous_wall + time.perf_counter() - self.started
+
+    def ended(self, k: int) -> bool:
+        return self.engine.diverged_at[k] is not None
+
+    # -- training ---------------------------------------------------------------------------------------------
+
+    def learn(self) -> None:
+        engine = self.engine
+        if engine.num_timesteps == 0:
+            self.evaluate()
+            self.resume_point = self.capture()
+        self.learn_started = time.perf_counter()
+        self.learn_start_steps = engine.num_timesteps
+        if engine.num_timesteps < engine.total_timesteps:
+            engine.learn(on_update=lambda _engine: self.after_update())
+        self.after_update(final=True)
+
+    def after_update(self, final: bool = False) -> None:
+        engine = self.engine
+        step = engine.num_timesteps
+        if not final:
+            self.write_update()
+        if final or step >= self.next_eval:
+            self.evaluate()
+            self.next_eval = (step // self.freq + 1) * self.freq
+        self.write_divergences()
+        if final:
+            return
+        self.resume_point = self.capture()
+        if step >= self.next_checkpoint:
+            self.save_checkpoint()
+            self.next_checkpoint = (step // self.checkpoint_freq + 1) * self.checkpoint_freq
+
+    def write_update(self) -> None:
+        """After an update: Monitor rows, then each live member's rollout/*, time/fps and train/* scalars."""
+        from rl_adaloss.batched.outputs import rollout_records, update_records
+
+        engine = self.engine
+        step = engine.num_timesteps
+        episodes = self.recorder.take()
+        for k in range(self.K):
+            mine = [e for e in episodes if e.member == k
+                    and (engine.diverged_at[k] is None or e.timesteps <= engine.diverged_at[k])]
+            if not mine or k in self.written_divergence:
+                continue
+            self.windows[k].extend((e.reward, e.length) for e in mine)
+            if k not in self.passengers:
+                self.monitors[k].append(mine)
+        elapsed = max(time.perf_counter() - self.learn_started, 1e-9)
+        fps = int((step - self.learn_start_steps) / elapsed)
+        step_sizes = engine.step_size_stats()
+        for k in self.active:
+            diverged = engine.diverged_at[k]
+            if k in self.written_divergence or (diverged is not None and diverged < step):
+                continue  # ended in an earlier update, or in this rollout (SB3 raises before it logs)
+            logger = self.loggers[k]
+            for key, value in rollout_records(self.windows[k], fps).items():
+                logger.record(key, value)
+            if diverged is None:  # diverged in this update's training: AdaLossPPO raises before it records
+                logger.record("train/learning_rate", float(self.configs[k]["optimizer"]["lr"]))
+                for key, value in update_records(engine, k, step_sizes).items():
+                    logger.record(key, value)
+            logger.dump(step=step)
+
+    def evaluate(self) -> None:
+        engine = self.engine
+        means, stds = self.evaluator.evaluate()
         stats = engine.step_size_stats()
-        for k, table in enumerate(evaluations):
-            if engine.diverged_at[k] is not None:
+        for k, table in enumerate(self.evaluations):
+            if self.ended(k) or k in self.passengers:
+                continue
+            if table.rows and table.rows[-1]["timesteps"] == engine.num_timesteps:
                 continue
             row = {"timesteps": engine.num_timesteps, "mean_reward": means[k], "std_reward": stds[k]}
             row.update({key: values[k] for key, values in stats.items()})
             table.add(row)
+            logger = self.loggers[k]
+            logger.record("eval/mean_reward", float(means[k]))
+            logger.record("eval/std_reward", float(stds[k]))
+            logger.dump(step=engine.num_timesteps)
 
-    next_eval = [freq]
+    def write_divergences(self) -> None:
+        """A member that diverged ends now: its result.json is written at once (the batch goes on)."""
+        for k in self.active:
+            if self.ended(k) and k not in self.written_divergence:
+                self.ended_wall[k] = self.wall
+                self.written_divergence.add(k)
+                self.write_result(k, "diverged")
 
-    def after_update(_engine: BatchedPPO) -> None:
-        if engine.num_timesteps >= next_eval[0] and engine.num_timesteps < engine.total_timesteps:
-            evaluate()
-            next_eval[0] = (engine.num_timesteps // freq + 1) * freq
+    # -- checkpoints ----------------------------------------------------------------------------------------
 
-    evaluate()
-    engine.learn(on_update=after_update)
-    evaluate()  # the final evaluation, for the members still alive
-    wall = time.perf_counter() - started
-    results = []
-    for k, (config, run_dir, table) in enumerate(zip(configs, dirs, evaluations)):
-        result: dict[str, Any] = {"status": "finished", "reason": None}
-        if engine.diverged_at[k] is not None:
+    def capture(self) -> dict[str, Any]:
+        from rl_adaloss.batched.checkpoint import capture
+        from rl_adaloss.snapshot import rng_state
+
+        return dict(version=CHECKPOINT_VERSION, configs=self.configs, run_dirs=[str(d.resolve()) for d in self.dirs],
+                    engine=capture({"engine": self.engine, "evaluator": self.evaluator}),
+                    recorder=self.recorder.state(), rng=rng_state(), next_eval=self.next_eval,
+                    next_checkpoint=self.next_checkpoint, wall=self.wall, ended_wall=list(self.ended_wall),
+                    written_divergence=sorted(self.written_divergence),
+                    t_start=[m.t_start for m in self.monitors],
+                    evaluations=[list(t.rows) for t in self.evaluations],
+                    windows=[list(w) for w in self.windows],
+                    monitor_sizes=[m.sizes() for m in self.monitors])
+
+    def save_checkpoint(self) -> None:
+        from rl_adaloss.batched.checkpoint import dumps
+        from rl_adaloss.io import write_atomic
+
+        if self.resume_point is not None:
+            write_atomic(self.checkpoint_path, dumps(self.resume_point))
+
+    # -- the end --------------------------------------------------------------------------------------------
+
+    def save_final(self, k: int) -> None:
+        from rl_adaloss.batched.export import model_bytes, vecnormalize_bytes
+        from rl_adaloss.io import write_atomic
+
+        run_dir, config = self.dirs[k], self.configs[k]
+        write_atomic(run_dir / "model.zip", model_bytes(self.engine, k, config))
+        normalizer = vecnormalize_bytes(self.engine, k, config)
+        if normalizer is not None:
+            write_atomic(run_dir / "vecnormalize.pkl", normalizer)
+
+    def write_result(self, k: int, status: str, reason: str | None = None) -> dict[str, Any]:
+        from rl_adaloss.io import write_json_atomic
+
+        config, run_dir = self.configs[k], self.dirs[k]
+        engine = getattr(self, "engine", None)
+        result: dict[str, Any] = {"status": status, "reason": reason}
+        timesteps = 0 if engine is None else int(engine.num_timesteps)
+        if engine is not None and engine.diverged_at[k] is not None:
             result.update(status="diverged", reason=engine.diverged_reason[k], diverged_at=engine.diverged_at[k])
-        returns = table.returns
+            timesteps = int(engine.diverged_at[k])
+        wall = self.ended_wall[k] if self.ended_wall[k] is not None else self.wall
+        returns = self.evaluations[k].returns if hasattr(self, "evaluations") else []
         finite = [r for r in returns if math.isfinite(r)]
         result.update(env=config["env"], optimizer=config["optimizer"]["name"], seed=config["seed"],
-                      timesteps=int(engine.diverged_at[k] if engine.diverged_at[k] is not None else engine.num_timesteps),
-                      total_timesteps=config["total_timesteps"],
+                      timesteps=timesteps, total_timesteps=config["total_timesteps"],
                       final_eval_return=returns[-1] if returns else None,
                       best_eval_return=max(finite) if finite else None, wall_time_s=round(wall, 3),
-                      engine="batched", batch_size=len(configs))
+                      engine="batched", batch_size=self.K)
+        write_json_atomic(run_dir / "wall_time.json", {"seconds": wall})
         write_json_atomic(run_dir / "result.json", result)
-        results.append(result)
+        return result
+
+    def close(self) -> None:
+        for logger in self.loggers.values():
+            logger.close()
+        self.loggers = {}
+
+
+def run_batch(configs: Sequence[dict[str, Any]], run_dirs: Sequence[str | Path],
+              checkpoint_path: str | Path | None = None) -> list[dict[str, Any]]:
+    """Train (or resume) the configs as one batch; write each member's run directory; return the members'
+    ``result.json`` contents (a passenger's is its existing one).
+
+    Never raises for a training problem: divergence (per member), Ctrl-C/SIGTERM (``interrupted``, after saving
+    the checkpoint) and errors (``failed``, with ``error.txt``) are recorded in each member's ``result.json``.
+    A bad batch (configs that cannot share an engine, an unsupported option) raises :class:`UsageError`.
+    """
+    from rl_adaloss.io import write_atomic
+    from rl_adaloss.records import read_result
+    from rl_adaloss.train import sigterm_as_interrupt
+
+    if len(configs) != len(run_dirs):
+        raise UsageError(f"run_batch: {len(configs)} configs but {len(run_dirs)} run directories")
+    check_batch(configs)
+    path = Path(checkpoint_path) if checkpoint_path is not None else default_checkpoint_path(run_dirs)
+    batch = BatchRun(configs, [Path(d) for d in run_dirs], path)
+    outcome: dict[int, dict[str, Any]] = {}
+    try:
+        with sigterm_as_interrupt():
+            try:
+                batch.start()
+                batch.learn()
+                for k in batch.active:
+                    if not batch.ended(k):
+                        batch.save_final(k)
+                        batch.ended_wall[k] = batch.wall
+                        outcome[k] = batch.write_result(k, "finished")
+            except KeyboardInterrupt:
+                batch.save_checkpoint()
+                for k in batch.active:
+                    if k not in outcome and not (hasattr(batch, "engine") and batch.ended(k)):
+                        outcome[k] = batch.write_result(
+                            k, "interrupted", "interrupted (Ctrl-C or SIGTERM); run the same batch again to resume")
+    except UsageError:
+        raise
+    except Exception as error:  # noqa: BLE001 - recorded, so that a sweep goes on
+        text = traceback.format_exc()
+        for k in batch.active:
+            if k not in outcome and not (hasattr(batch, "engine") and batch.ended(k)):
+                write_atomic(batch.dirs[k] / "error.txt", text)
+                outcome[k] = batch.write_result(k, "failed", f"{type(error).__name__}: {error}".splitlines()[0])
+    finally:
+        batch.close()
+    results = []
+    for k, run_dir in enumerate(batch.dirs):
+        if k not in outcome and k in batch.active and hasattr(batch, "engine") and batch.ended(k) \
+                and k not in batch.written_divergence:
+            outcome[k] = batch.write_result(k, "diverged")
+        results.append(outcome.get(k) or read_result(run_dir) or {"status": "failed", "reason": "no result"})
     return results

@@ -21,7 +21,7 @@ ENV_ID = "CartPoleSwingUp-v1"
 
 def reference_step(state, action):
     """Independent float64 transcription of the gym-cartpole-swingup 0.1.1 equations."""
-    g, b, mc, mp, l = 9.82, 0.1, 0.5, 0.5, 0.6
+    g, b, mc, mp, l = 9.82, 0.1, 0.5, 0.5, 0.6  # noqa: E741 - the model's symbols
     M = mc + mp
     mpl = mp * l
     dt = 0.01

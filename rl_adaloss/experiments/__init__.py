@@ -19,8 +19,9 @@ import contextlib
 import csv
 import io
 import math
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar, get_args, get_origin
+from typing import Any, TypeVar, get_args, get_origin
 
 import numpy as np
 import yaml
@@ -149,8 +150,8 @@ def _validated(model: type[S], values: dict[str, Any], source: str, prefix: str)
 def cli(model: type[S], name: str, description: str, run: Callable[[S, Path, bool], int],
         argv: Sequence[str] | None = None) -> int:
     """The command line of experiment ``name``: ``run(settings, out_dir, quick)`` with the settings that
-    :func:`resolve` finds, or with ``--print-config`` those settings, described. Bad input is one line on stderr and exit
-    code 2, before anything is written."""
+    :func:`resolve` finds, or with ``--print-config`` those settings, described. Bad input is one line on stderr and
+    exit code 2, before anything is written."""
     def main(argv: Sequence[str] | None) -> int:
         args = parser(model, name, description).parse_intermixed_args(argv)
         settings = resolve(model, args)

@@ -27,8 +27,9 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Sequence, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -441,7 +442,8 @@ def run(s: Settings, out: Path, quick: bool) -> int:
            f"F(w) = ||Xw - y||^2/2, lambda_1 = {constants['lambda_1']:.6g} (largest eigenvalue of X^T X), "
            f"lambda_min = {constants['lambda_min']:.6g}, eta = {constants['eta']:g}, critical value "
            f"eta*lambda_1/2 = {constants['critical']:.6g}. `steps_to_critical`: first t with b_t > eta*lambda_1/2; "
-           "`T(eps=...)`: first t from which ||w_t - w*||^2 <= eps holds for good; `rate_fitted`: per-step factor of ||w_t - w*||^2 "
+           "`T(eps=...)`: first t from which ||w_t - w*||^2 <= eps holds for good; "
+           "`rate_fitted`: per-step factor of ||w_t - w*||^2 "
            "fitted after the crossing, where 1e-16 >= ||w_t - w*||^2 >= 1e-24; "
            "`rate_predicted`: max_i (1 - eta*lambda_i/b_final)^2; "
            "`old_estimate_steps_to_critical`: ((eta*lambda_1)^2 - 4 b0^2)/eps for the smallest eps, the count the "

@@ -28,8 +28,9 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Sequence
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -420,7 +421,7 @@ def plot_thm3(curves, rows, s, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     keys = [k for k in curves if k[3] == 0]
     styles = ["-", "--", ":", "-."]
-    for k, (method, alpha, b0, _) in enumerate(keys):
+    for method, alpha, b0, _ in keys:
         run = curves[(method, alpha, b0, 0)]
         color = COLORS[method] if method == "adagradnorm" else plt.cm.autumn(
             s.thm3_alphas.index(alpha) / max(1, len(s.thm3_alphas)))

@@ -25,6 +25,18 @@ Each run lives in ``<out-dir>/<name>/<env>/<optimizer>/b0=<v>/seed=<s>/`` (a ``t
 resumable: finished and diverged runs are skipped, interrupted ones resume from their checkpoint, failed ones are
 retried. ``sweep.json`` accounts for every grid point. A run is executed by one process at a time: it holds the
 run's lock, so two invocations of one sweep on one folder share the grid instead of running it twice.
+
+Two engines run the grid points (``--engine``):
+
+* ``sb3`` (the default, and the reference): each point is one ``rl_adaloss.train`` run, one process each. It runs
+  every env, action space and option the training config has, with SB3's own environments and RNG streams.
+* ``batched``: the grid points that can share one engine (everything equal but the seed and the optimizer's
+  ``lr``/``b0``/``alpha``/``c``; different variants' rules or layouts are different batches) are grouped, the
+  groups split into about one batch per worker, and each batch trains as K members in lockstep in one process
+  (:mod:`rl_adaloss.batched`), or one Ray task. Every member writes the run directory an ``sb3`` run writes, holds
+  its run's lock while its batch runs, and ends with the same statuses. Its episodes are the batched envs' own
+  draws, so its numbers are not the ``sb3`` engine's bit for bit (equally distributed); options it does not support
+  are refused up front, in one line.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ from pydantic import ConfigDict, Field, PositiveInt, field_validator
 
 from rl_adaloss.config import expand_shorthands, find_config, load_config, optimizer_arguments, override, resolve
 from rl_adaloss.errors import UsageError, report_usage_error
+from rl_adaloss.io import read_json
 from rl_adaloss.optim import OPTIMIZERS
 from rl_adaloss.records import FINAL_STATUSES, RunRecord, read_result, with_result
 from rl_adaloss.records import write_index as write_records
@@ -210,6 +223,10 @@ def expand(sweep: dict[str, Any], out_dir: Path) -> list[GridPoint]:
 
 # -- running one grid point ----------------------------------------------------------------------------------------
 
+#: The engines that run grid points: ``sb3`` (one rl_adaloss.train run per point; the default and the reference)
+#: and ``batched`` (rl_adaloss.batched: the points that can share an engine, as one batch per process).
+ENGINES = ("sb3", "batched")
+
 #: Held by the process that runs a grid point. An OS lock (flock): it dies with its process, so a kill -9 never
 #: leaves a run that looks taken.
 LOCK_NAME = ".run.lock"
@@ -257,12 +274,191 @@ def wait_for_lock(point: GridPoint) -> None:
         pass
 
 
+def run_batch_points(configs: list[dict[str, Any]], run_dirs: list[str], threads: int = 1,
+                     checkpoint_dir: str | None = None) -> list[dict[str, Any]]:
+    """Run (or resume) one batch of grid points in this process with the batched engine, holding the lock of every
+    member it runs; the function both backends dispatch for ``--engine batched``. Returns one result per member,
+    in order: ``{"status": "busy"}`` for a member another process holds, the existing result of one that has ended.
+
+    A member that has ended rides along (writing nothing) where the batch resumes from its checkpoint, so that the
+    others continue exactly; without a checkpoint to resume, it is left out and the others start afresh."""
+    import torch
+    from filelock import FileLock, Timeout
+
+    from rl_adaloss.batched.run import default_checkpoint_path, run_batch
+
+    locks, busy, ended = [], set(), {}
+    try:
+        for i, run_dir in enumerate(run_dirs):
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(Path(run_dir) / LOCK_NAME))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                busy.add(i)
+                continue
+            locks.append(lock)
+            done = read_result(Path(run_dir))
+            if done and done["status"] in FINAL_STATUSES:
+                ended[i] = done
+        members = [i for i in range(len(run_dirs)) if i not in busy]
+        if not default_checkpoint_path([run_dirs[i] for i in members], checkpoint_dir).is_file():
+            members = [i for i in members if i not in ended]
+        results: dict[int, dict[str, Any]] = {}
+        if any(i not in ended for i in members):
+            torch.set_num_threads(threads)
+            dirs = [run_dirs[i] for i in members]
+            for i, result in zip(members, run_batch([configs[i] for i in members], dirs,
+                                                     default_checkpoint_path(dirs, checkpoint_dir))):
+                results[i] = result
+        results.update(ended)
+        return [{"status": BUSY, "reason": "being run by another process"} if i in busy else results[i]
+                for i in range(len(run_dirs))]
+    finally:
+        for lock in locks:
+            lock.release()
+
+
 def _check_unchanged(points: list[GridPoint]) -> None:
     """Refuse to mix runs of a different config into a sweep's folders."""
     for point in points:
         existing = point.run_dir / "config.yaml"
         if existing.exists() and yaml.safe_load(existing.read_text()) != point.config:
             raise UsageError(f"{point.run_dir} holds a run with another config; remove it or rename the sweep")
+
+
+# -- batches (--engine batched) ------------------------------------------------------------------------------------
+
+#: Where a sweep's batch checkpoints go, inside the sweep folder.
+BATCHES_DIR = ".batches"
+
+
+def _saved_batch(point: GridPoint) -> list[Path] | None:
+    """The members (run dirs) of the batch whose checkpoint ``point`` can resume from, or None."""
+    try:
+        info = read_json(point.run_dir / "batch.json")
+        if not (point.run_dir / info["checkpoint"]).is_file():
+            return None
+        return [(point.run_dir / member).resolve() for member in info["members"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def plan_batches(points: list[GridPoint], todo: list[GridPoint], workers: int) -> list[list[GridPoint]]:
+    """The batches that run ``todo``. First the batches a checkpoint can resume, as they were (their members that
+    have ended ride along); then the other points grouped by what a batch shares (``batch_key``: all but the seed
+    and the optimizer's lr/b0/alpha/c), in grid order, the largest batch halved until there are about ``workers``."""
+    from rl_adaloss.batched.run import batch_key
+
+    by_dir = {p.run_dir.resolve(): p for p in points}
+    todo_dirs = {p.run_dir.resolve() for p in todo}
+    batches: list[list[GridPoint]] = []
+    assigned: set[Path] = set()
+    for point in todo:
+        if point.run_dir.resolve() in assigned:
+            continue
+        members = _saved_batch(point)
+        if (members and all(m in by_dir for m in members) and not any(m in assigned for m in members)
+                and point.run_dir.resolve() in members):
+            batches.append([by_dir[m] for m in members])
+            assigned.update(members)
+    groups: dict[str, list[GridPoint]] = {}
+    for point in todo:
+        if point.run_dir.resolve() not in assigned and point.run_dir.resolve() in todo_dirs:
+            groups.setdefault(batch_key(point.config), []).append(point)
+    fresh = list(groups.values())
+    while fresh and len(batches) + len(fresh) < workers:
+        largest = max(range(len(fresh)), key=lambda i: len(fresh[i]))
+        if len(fresh[largest]) < 2:
+            break
+        batch = fresh.pop(largest)
+        half = (len(batch) + 1) // 2
+        fresh[largest:largest] = [batch[:half], batch[half:]]
+    return batches + fresh
+
+
+def check_batched(points: list[GridPoint]) -> None:
+    """Refuse, in one line, a grid the batched engine cannot run: one engine of one member per group is built."""
+    from rl_adaloss.batched.run import batch_key, check_supported
+
+    checked: set[str] = set()
+    for point in points:
+        key = batch_key(point.config)
+        if key in checked:
+            continue
+        checked.add(key)
+        try:
+            check_supported(point.config)
+        except UsageError as error:
+            raise UsageError(f"--engine batched: optimizers.{point.optimizer}: {error}") from None
+
+
+def _batch_threads(workers: int, batches: int) -> int:
+    """torch threads per batch: the cores shared by the batches that run at once (2 for one batch on 2 cores)."""
+    return max(1, (os.cpu_count() or 1) // max(1, min(workers, batches)))
+
+
+def run_local_batches(batches: list[list[GridPoint]], workers: int, checkpoint_dir: Path,
+                      on_result: Callable[[GridPoint, dict], None]) -> None:
+    """One process per batch, ``workers`` at a time."""
+    import multiprocessing
+
+    threads = _batch_threads(workers, len(batches))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = {pool.submit(run_batch_points, [p.config for p in batch], [str(p.run_dir) for p in batch],
+                               threads, str(checkpoint_dir)): batch for batch in batches}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    batch = pending.pop(future)
+                    try:
+                        results = future.result()
+                    except Exception as error:  # noqa: BLE001 - a worker that died; recorded, the sweep goes on
+                        reason = f"worker died: {type(error).__name__}: {error}".splitlines()[0]
+                        results = [{"status": "failed", "reason": reason}] * len(batch)
+                    for point, result in zip(batch, results):
+                        on_result(point, result)
+        except KeyboardInterrupt:
+            for future in pending:
+                future.cancel()
+            for process in list(getattr(pool, "_processes", {}).values()):
+                if process.is_alive():
+                    process.terminate()  # SIGTERM: each batch saves its checkpoint
+            raise
+
+
+def run_ray_batches(batches: list[list[GridPoint]], address: str | None, gpu_fraction: float, checkpoint_dir: Path,
+                    on_result: Callable[[GridPoint, dict], None]) -> None:
+    """One Ray task per batch (one CPU, one torch thread; a GPU fraction for ``device: cuda``), retried if a
+    worker is lost."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--backend ray needs Ray: pip install 'rl-adaloss[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        pending = {}
+        for batch in batches:
+            gpus = gpu_fraction if batch[0].config["device"] == "cuda" else 0
+            task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=3)(run_batch_points)
+            ref = task.remote([p.config for p in batch], [str(p.run_dir) for p in batch], 1, str(checkpoint_dir))
+            pending[ref] = batch
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                batch = pending.pop(ref)
+                try:
+                    results = ray.get(ref)
+                except Exception as error:  # noqa: BLE001 - lost beyond its retries; recorded
+                    results = [{"status": "failed", "reason": f"ray task failed: {type(error).__name__}"}] * len(batch)
+                for point, result in zip(batch, results):
+                    on_result(point, result)
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 # -- backends ------------------------------------------------------------------------------------------------------
@@ -363,11 +559,17 @@ def write_index(sweep: dict[str, Any], points: list[GridPoint], out_dir: Path) -
 
 
 def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str = "local",
-              address: str | None = None, progress: bool = True) -> dict[str, int]:
-    """Run every grid point that has not ended. Points that another live process holds are skipped, then waited
-    for at the end; any that the other process left unfinished are taken up."""
+              address: str | None = None, progress: bool = True, engine: str = "sb3") -> dict[str, int]:
+    """Run every grid point that has not ended, with the ``sb3`` engine (one process per point) or the ``batched``
+    one (one process per batch of points). Points that another live process holds are skipped, then waited for at
+    the end; any that the other process left unfinished are taken up."""
+    if engine not in ENGINES:
+        raise UsageError(f"--engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
     points = expand(sweep, out_dir)
     _check_unchanged(points)
+    if engine == "batched":
+        check_batched(points)
+    checkpoint_dir = out_dir / sweep["name"] / BATCHES_DIR
     todo = [p for p in points if point_status(p) not in FINAL_STATUSES]
     bar = Progress(len(points), len(todo), workers) if progress else None
     busy: list[GridPoint] = []
@@ -385,8 +587,15 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
     write_index(sweep, points, out_dir)
     try:
         while todo:
-            if backend == "ray":
-                run_ray(todo, address, float(sweep.get("ray_gpu_fraction", 0.25)), on_result)
+            gpu_fraction = float(sweep.get("ray_gpu_fraction", 0.25))
+            if engine == "batched":
+                batches = plan_batches(points, todo, workers)
+                if backend == "ray":
+                    run_ray_batches(batches, address, gpu_fraction, checkpoint_dir, on_result)
+                else:
+                    run_local_batches(batches, workers, checkpoint_dir, on_result)
+            elif backend == "ray":
+                run_ray(todo, address, gpu_fraction, on_result)
             else:
                 run_local(todo, workers, on_result)
             if busy and bar is not None:
@@ -421,6 +630,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="runs in parallel, one process each (default: the number of cores)")
     parser.add_argument("--backend", choices=["local", "ray"], default="local",
                         help="local: a process pool on this machine; ray: Ray tasks (needs the 'ray' extra)")
+    parser.add_argument("--engine", choices=ENGINES, default="sb3",
+                        help="sb3 (default, the reference): one rl_adaloss.train run per grid point, SB3's own envs "
+                             "and RNG streams, every env and option. batched: the points that differ only in seed and "
+                             "optimizer lr/b0/alpha/c train as one batch per process (one per worker, or per Ray "
+                             "task), each writing the same run directory; its episodes are its own envs' draws, so "
+                             "its numbers are not the sb3 engine's bit for bit; Pendulum-v1 and CartPoleSwingUp-v1, "
+                             "Box actions, a constant lr (anything else is refused up front)")
     parser.add_argument("--address", default=None,
                         help="Ray cluster to join: auto, or ray://host:port (default: start a local Ray)")
     parser.add_argument("--out-dir", type=Path, default=Path("runs"),
@@ -441,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
         points = expand(sweep, args.out_dir)
         if not args.dry_run:
             _check_unchanged(points)
+        if args.engine == "batched" and not args.print_config:
+            check_batched(points)
     except UsageError as error:
         return report_usage_error(error)
 
@@ -457,12 +675,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sweep_dir = args.out_dir / sweep["name"]
-    print(f"sweep {sweep['name']}: {len(points)} runs, {args.workers} workers, backend {args.backend}; "
+    print(f"sweep {sweep['name']}: {len(points)} runs, {args.workers} workers, backend {args.backend}, "
+          f"engine {args.engine}; "
           f"tensorboard --logdir {sweep_dir}", file=sys.stderr)
     started = time.perf_counter()
     try:
         with sigterm_as_interrupt():
-            counts = run_sweep(sweep, args.out_dir, args.workers, args.backend, args.address)
+            counts = run_sweep(sweep, args.out_dir, args.workers, args.backend, args.address, engine=args.engine)
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are kept; run the same command to resume", file=sys.stderr)
         return 130

@@ -46,7 +46,8 @@ import torch
 from rl_adaloss.batched.ppo import BatchedEvaluator, BatchedPPO, NormalizeSettings, PPOSettings
 from rl_adaloss.errors import UsageError
 
-__all__ = ["run_batch", "build_engine", "check_batch", "batch_key", "MEMBER_KEYS"]
+__all__ = ["run_batch", "build_engine", "check_batch", "check_supported", "batch_key", "default_checkpoint_path",
+           "MEMBER_KEYS"]
 
 #: Optimizer arguments that may differ between the members of a batch.
 MEMBER_KEYS = ("lr", "b0", "alpha", "c")
@@ -131,12 +132,20 @@ def build_engine(configs: Sequence[dict[str, Any]], force_loop_optimizer: bool =
 CHECKPOINT_VERSION = 1
 
 
-def default_checkpoint_path(run_dirs: Sequence[str | Path]) -> Path:
-    """``<common parent of the run dirs>/.batches/<id>.pkl``, the id a digest of the run dirs in order."""
+def default_checkpoint_path(run_dirs: Sequence[str | Path], folder: str | Path | None = None) -> Path:
+    """``<folder>/<id>.pkl``, the id a digest of the run dirs in order; ``folder`` defaults to
+    ``<common parent of the run dirs>/.batches``."""
     dirs = [Path(d).resolve() for d in run_dirs]
-    root = Path(os.path.commonpath(dirs))
-    digest = hashlib.sha1("\n".join(str(d.relative_to(root)) for d in dirs).encode()).hexdigest()[:16]
-    return root / ".batches" / f"{digest}.pkl"
+    folder = Path(folder).resolve() if folder is not None else Path(os.path.commonpath(dirs)) / ".batches"
+    names = "\n".join(os.path.relpath(d, folder.parent) for d in dirs)  # the same wherever the tree is mounted
+    return folder / f"{hashlib.sha1(names.encode()).hexdigest()[:16]}.pkl"
+
+
+def check_supported(config: dict[str, Any]) -> None:
+    """Refuse, with the one-line :class:`UsageError` the engine gives, a config the batched engine cannot run
+    (an env without a batched version, discrete actions, an lr schedule, squash_output, ...): builds a
+    one-member engine, which checks everything a batch would."""
+    build_engine([config])
 
 
 class BatchRun:
@@ -174,9 +183,13 @@ class BatchRun:
         except Exception:  # noqa: BLE001 - an unreadable checkpoint: start afresh
             return None
         if (state.get("version") != CHECKPOINT_VERSION or state.get("configs") != self.configs
-                or state.get("run_dirs") != [str(d.resolve()) for d in self.dirs]):
+                or state.get("run_dirs") != self._relative_dirs()):
             return None
         return state
+
+    def _relative_dirs(self) -> list[str]:
+        """The members' run dirs relative to the checkpoint's folder: a tree moved whole still resumes."""
+        return [os.path.relpath(d.resolve(), self.checkpoint_path.parent.resolve()) for d in self.dirs]
 
     def start(self) -> None:
         from rl_adaloss.batched.checkpoint import restore_value
@@ -229,9 +242,10 @@ class BatchRun:
             else:
                 self.monitors[k].truncate(sizes[k])
                 self._rewrite(k)
+            here = run_dir.resolve()
             write_json_atomic(run_dir / "batch.json", dict(
-                engine="batched", member=k, members=[str(d) for d in self.dirs],
-                checkpoint=os.path.relpath(self.checkpoint_path, run_dir)))
+                engine="batched", member=k, members=[os.path.relpath(d.resolve(), here) for d in self.dirs],
+                checkpoint=os.path.relpath(self.checkpoint_path.resolve(), here)))
             self.loggers[k] = configure(str(run_dir), ["tensorboard"])
 
     def _rewrite(self, k: int) -> None:
@@ -346,7 +360,7 @@ class BatchRun:
         from rl_adaloss.batched.checkpoint import capture
         from rl_adaloss.snapshot import rng_state
 
-        return dict(version=CHECKPOINT_VERSION, configs=self.configs, run_dirs=[str(d.resolve()) for d in self.dirs],
+        return dict(version=CHECKPOINT_VERSION, configs=self.configs, run_dirs=self._relative_dirs(),
                     engine=capture({"engine": self.engine, "evaluator": self.evaluator}),
                     recorder=self.recorder.state(), rng=rng_state(), next_eval=self.next_eval,
                     next_checkpoint=self.next_checkpoint, wall=self.wall, ended_wall=list(self.ended_wall),

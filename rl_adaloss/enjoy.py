@@ -334,8 +334,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="show the episodes in a window (the env's render_mode='human', or its rgb_array "
                              "frames in a pygame window); needs a display")
     parser.add_argument("--record", type=Path, metavar="VIDEO.mp4", help="write the episodes to an mp4 video")
-    parser.add_argument("--fps", type=float, help="frames per second of the window and the video "
-                                                  "(default: the env's render_fps)")
+    parser.add_argument("--fps", type=float, help="frames per second of the video and of our window (default: the "
+                                                  "env's render_fps; an env's own human window keeps its own pace)")
     parser.add_argument("--max-episode-steps", type=int,
                         help="cut episodes at this many steps (default: the env's own limit)")
     parser.add_argument("--device", default="cpu", help="torch device for the policy (default: cpu)")

@@ -9,9 +9,11 @@ The state is a float64 tensor of shape ``(K, n_envs, state_dim)``; observations 
   of the finished episode is returned separately as ``terminal_obs`` (SB3's ``info["terminal_observation"]``);
 * rewards are float32, as ``DummyVecEnv`` stores them.
 
-Randomness is per member: member k's resets are drawn from its own ``torch.Generator`` seeded with ``seeds[k]``, so
-a member's episodes do not depend on which other members share the batch. (They are not numpy's draws: the batched
-env and gymnasium's env start episodes from different, equally distributed states.)
+Randomness is per member: member k's resets are drawn from its own counter-based stream
+(:class:`rl_adaloss.batched.rng.MemberRNG`, stream ``"reset"`` of ``seeds[k]``), all members in one vectorised draw,
+so a member's episodes depend on its seed only, not on which other members share the batch or where it sits in it.
+(They are not numpy's draws: the batched env and gymnasium's env start episodes from different, equally distributed
+states.)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from rl_adaloss.batched.rng import MemberRNG
 from rl_adaloss.errors import UsageError
 
 __all__ = ["BatchedEnv", "BatchedPendulum", "BatchedCartPoleSwingUp", "StepResult", "make_batched_env", "BATCHED_ENVS"]
@@ -56,20 +59,27 @@ class BatchedEnv:
     action_low: float
     action_high: float
     max_episode_steps: int
+    #: What a reset draws per env: ``state_dim`` standard normals (True) or U[0, 1) uniforms (False).
+    reset_normal: bool = False
 
     def __init__(self, seeds: Sequence[int], n_envs: int, device: str | torch.device = "cpu") -> None:
         self.members = len(seeds)
         self.n_envs = n_envs
         self.device = torch.device(device)
-        self.generators = [torch.Generator(device=self.device).manual_seed(int(seed)) for seed in seeds]
+        self.rng = MemberRNG(seeds, "reset", self.device)
         self.state = torch.zeros(self.members, n_envs, self.state_dim, dtype=torch.float64, device=self.device)
         self.elapsed = torch.zeros(self.members, n_envs, dtype=torch.int64, device=self.device)
 
     # -- the dynamics, per subclass -----------------------------------------------------------------------------
 
-    def _draw_reset(self, generator: torch.Generator, n: int) -> Tensor:
-        """``n`` initial states of one member, float64 ``(n, state_dim)``."""
+    def _initial_state(self, draws: Tensor) -> Tensor:
+        """Initial states, float64 (..., state_dim), from float64 standard draws of the same shape (normals or
+        uniforms, per ``reset_normal``)."""
         raise NotImplementedError
+
+    def _draw_reset(self, rows: Tensor) -> Tensor:
+        """Initial states (K, n, state_dim) for the envs where ``rows`` (K, n) is True (elsewhere unspecified)."""
+        return self._initial_state(self.rng.rows(rows, self.state_dim, normal=self.reset_normal))
 
     def _dynamics(self, state: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(next state, float64 reward, terminated) for float64 states and float32 actions (K, n, ...), the
@@ -83,8 +93,7 @@ class BatchedEnv:
 
     def reset(self) -> Tensor:
         """Reset every env of every member; the first observations, (K, n, obs_dim) float32."""
-        for k, generator in enumerate(self.generators):
-            self.state[k] = self._draw_reset(generator, self.n_envs)
+        self.state = self._draw_reset(torch.ones(self.members, self.n_envs, dtype=torch.bool, device=self.device))
         self.elapsed.zero_()
         return self.observe()
 
@@ -99,10 +108,8 @@ class BatchedEnv:
         done = terminated | truncated
         terminal_obs = obs.clone()
         if bool(done.any()):
-            for k in torch.nonzero(done.any(dim=1)).flatten().tolist():
-                rows = done[k]
-                self.state[k, rows] = self._draw_reset(self.generators[k], int(rows.sum()))
-            self.elapsed[done] = 0
+            self.state = torch.where(done.unsqueeze(-1), self._draw_reset(done), self.state)
+            self.elapsed.masked_fill_(done, 0)
             obs = torch.where(done.unsqueeze(-1), self.observe(), obs)
         return StepResult(obs, reward.to(torch.float32), terminated, truncated, terminal_obs)
 
@@ -124,9 +131,8 @@ class BatchedPendulum(BatchedEnv):
     #: Bounds of the observation, for reference: (cos, sin, theta_dot).
     obs_high = (1.0, 1.0, 8.0)
 
-    def _draw_reset(self, generator, n):
+    def _initial_state(self, u):
         high = torch.tensor([math.pi, 1.0], dtype=torch.float64, device=self.device)
-        u = torch.rand(n, 2, dtype=torch.float64, generator=generator, device=self.device)
         return -high + (2 * high) * u
 
     def _dynamics(self, state, action):
@@ -165,9 +171,10 @@ class BatchedCartPoleSwingUp(BatchedEnv):
     mpl = 0.5 * 0.6
     friction, force_mag, dt, x_threshold = 0.1, 10.0, 0.01, 2.4
 
-    def _draw_reset(self, generator, n):
+    reset_normal = True
+
+    def _initial_state(self, z):
         mean = torch.tensor([0.0, 0.0, math.pi, 0.0], dtype=torch.float64, device=self.device)
-        z = torch.randn(n, 4, dtype=torch.float64, generator=generator, device=self.device)
         return mean + 0.2 * z
 
     def _dynamics(self, state, action):

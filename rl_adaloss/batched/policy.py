@@ -3,7 +3,8 @@
 Every parameter is one tensor with a leading member axis: member k's ``mlp_extractor.policy_net.0.weight`` is
 ``params["mlp_extractor.policy_net.0.weight"][k]``, with SB3's name and SB3's shape behind the member axis, so a
 member's weights go to and from an SB3 policy by name (:meth:`BatchedActorCritic.load_member`,
-:meth:`BatchedActorCritic.store_member`). The layers are batched matrix products (``torch.baddbmm``).
+:meth:`BatchedActorCritic.store_member`). The layers are batched matrix products (``torch.baddbmm``); a layer
+with one output is a product and a sum (see ``_linear``).
 
 Initialisation is SB3's own: member k's weights are those an SB3 policy built right after ``torch.manual_seed(seed_k)``
 gets (default ``nn.Linear`` draws, then orthogonal with gains sqrt(2) for the hidden layers, 0.01 for the action
@@ -17,7 +18,8 @@ Distributions, term for term as SB3's (``stable_baselines3/common/distributions.
   a sampled action is ``mean + latent_pi.detach() @ E`` with one exploration matrix ``E ~ N(0, std)`` per env,
   redrawn by :meth:`BatchedActorCritic.reset_noise`.
 
-Each member draws its noise from its own ``torch.Generator``.
+Each member draws its noise from its own counter-based stream (:class:`rl_adaloss.batched.rng.MemberRNG`, stream
+``"noise"`` of its noise seed), all members in one vectorised draw: a member's noise depends on its seed only.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from rl_adaloss.batched.rng import MemberRNG
 from rl_adaloss.errors import UsageError
 
 __all__ = ["BatchedActorCritic", "ACTIVATIONS"]
@@ -77,8 +80,7 @@ class BatchedActorCritic:
             name: nn.Parameter(torch.stack([s[name] for s in states]).to(self.device)) for name in self.names}
         self.pi_layers = self._layers("mlp_extractor.policy_net")
         self.vf_layers = self._layers("mlp_extractor.value_net")
-        self.generators = [torch.Generator(device=self.device).manual_seed(int(s))
-                           for s in (noise_seeds if noise_seeds is not None else seeds)]
+        self.rng = MemberRNG(noise_seeds if noise_seeds is not None else seeds, "noise", self.device)
         self.exploration = None  # gSDE: (K, n_envs, latent, action)
 
     # -- SB3 interop ------------------------------------------------------------------------------------------
@@ -125,7 +127,18 @@ class BatchedActorCritic:
 
     @staticmethod
     def _linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        if weight.shape[1] == 1:
+            # One output (the value head, a 1-D action head): a product and a sum over the features. torch's bmm
+            # takes a matrix-vector path for a batch of one that rounds differently from its batched path, so a
+            # member alone (K = 1) would not equal itself in a batch; this rounds the same for every K.
+            return (x * weight).sum(dim=-1, keepdim=True) + bias.unsqueeze(1)
         return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def _features_times(x: Tensor, matrix: Tensor) -> Tensor:
+        """``x @ matrix`` for x (..., L) and matrix (..., L, A) with few columns A, as a product and a sum over L
+        (K-independent rounding, see :meth:`_linear`)."""
+        return (x.unsqueeze(-1) * matrix).sum(dim=-2)
 
     def _mlp(self, x: Tensor, layers) -> Tensor:
         for weight, bias in layers:
@@ -160,7 +173,7 @@ class BatchedActorCritic:
         """The action distribution's (mean, scale), each (K, B, action_dim)."""
         mean = self._linear(latent_pi, self.params["action_net.weight"], self.params["action_net.bias"])
         if self.use_sde:
-            variance = torch.bmm(latent_pi.detach() ** 2, self._sde_std() ** 2)
+            variance = self._features_times(latent_pi.detach() ** 2, (self._sde_std() ** 2).unsqueeze(1))
             return mean, torch.sqrt(variance + _SDE_EPSILON)
         return mean, torch.ones_like(mean) * self.params["log_std"].exp().unsqueeze(1)
 
@@ -190,8 +203,8 @@ class BatchedActorCritic:
     # -- acting -----------------------------------------------------------------------------------------------
 
     def _normal(self, shape: tuple[int, ...]) -> Tensor:
-        """Standard normal draws (K, *shape), member k's from its own generator."""
-        return torch.stack([torch.randn(shape, generator=g, device=self.device) for g in self.generators])
+        """Standard normal draws (K, *shape), float32, member k's from its own stream."""
+        return self.rng.normal(shape)
 
     @torch.no_grad()
     def reset_noise(self, n_envs: int) -> None:
@@ -207,7 +220,7 @@ class BatchedActorCritic:
         if deterministic:
             actions = mean
         elif self.use_sde:
-            actions = mean + torch.einsum("knl,knla->kna", latent_pi, self.exploration)
+            actions = mean + self._features_times(latent_pi, self.exploration)
         else:
             actions = mean + self._normal(tuple(mean.shape[1:])) * scale
         return actions, self.value_from_latent(latent_vf), self.log_prob(actions, mean, scale), self.valid(mean, scale)

@@ -34,6 +34,7 @@ from torch import Tensor
 from rl_adaloss.batched.envs import BatchedEnv, StepResult, make_batched_env
 from rl_adaloss.batched.optim import MemberOptimizer, clip_grad_norm_per_member
 from rl_adaloss.batched.policy import BatchedActorCritic
+from rl_adaloss.batched.rng import MemberRNG
 from rl_adaloss.errors import UsageError
 
 __all__ = ["BatchedPPO", "BatchedVecNormalize", "RunningMeanStd", "PPOSettings", "NormalizeSettings"]
@@ -221,7 +222,7 @@ class BatchedPPO:
                            for role, params in roles.items()}
         self.clip_range = _schedule(ppo.clip_range)
         self.clip_range_vf = _schedule(ppo.clip_range_vf)
-        self.permutation_generators = [torch.Generator().manual_seed(s + 2_000_003) for s in self.seeds]
+        self.permutation_rng = MemberRNG(self.seeds, "permutation", self.device)
         self.num_timesteps = 0
         self.n_updates = 0
         #: Per member: None while training, else the step at which it diverged, and why.
@@ -316,9 +317,8 @@ class BatchedPPO:
     # -- the update ---------------------------------------------------------------------------------------------
 
     def permutations(self, epoch: int) -> Tensor:
-        """(K, N): member k's minibatch order for this epoch, from its own generator."""
-        N = self.n_envs * self.ppo.n_steps
-        return torch.stack([torch.randperm(N, generator=g) for g in self.permutation_generators]).to(self.device)
+        """(K, N): member k's minibatch order for this epoch, from its own stream (all members in one draw)."""
+        return self.permutation_rng.permutations(self.n_envs * self.ppo.n_steps)[:, 0]
 
     @staticmethod
     def _flatten(x: Tensor) -> Tensor:
@@ -326,10 +326,16 @@ class BatchedPPO:
         K, T, n = x.shape[:3]
         return x.transpose(1, 2).reshape(K, n * T, *x.shape[3:])
 
+    #: The per-minibatch records (SB3's ``train/*``), in the order of the rows of the update's sums.
+    RECORDS = ("policy_gradient_loss", "value_loss", "entropy_loss", "actor_loss", "critic_loss", "clip_fraction",
+               "approx_kl")
+
     def train(self, permutations: Callable[[int], Tensor] | None = None) -> None:
         """One PPO update of every live member on ``self.rollout`` (``AdaLossPPO.train``, term for term).
 
-        ``permutations(epoch)`` gives the (K, N) minibatch orders; by default each member's own generator draws them.
+        ``permutations(epoch)`` gives the (K, N) minibatch orders; by default each member's own stream draws them.
+        The rollout is packed into one (K, N, D) float32 buffer, shuffled once per epoch by one ``index_select``;
+        a minibatch is then a slice of it.
         """
         buf = self.rollout
         assert buf is not None and buf.advantages is not None
@@ -338,39 +344,41 @@ class BatchedPPO:
         progress = self._progress_remaining()
         clip_range = self.clip_range(progress)
         clip_range_vf = self.clip_range_vf(progress) if self.clip_range_vf is not None else None
-        data = dict(obs=self._flatten(buf.obs), actions=self._flatten(buf.actions),
-                    old_values=self._flatten(buf.values), old_log_prob=self._flatten(buf.log_probs),
-                    advantages=self._flatten(buf.advantages), returns=self._flatten(buf.returns))
-        N = data["obs"].shape[1]
-        members = torch.arange(K, device=self.device).unsqueeze(1)
+        obs_dim, action_dim = buf.obs.shape[-1], buf.actions.shape[-1]
+        packed = torch.cat([self._flatten(buf.obs), self._flatten(buf.actions)]
+                           + [self._flatten(x).unsqueeze(-1) for x in (buf.values, buf.log_probs, buf.advantages,
+                                                                       buf.returns)], dim=-1)
+        N, D = packed.shape[1], packed.shape[2]
+        rows = packed.reshape(K * N, D)
+        member_offsets = (torch.arange(K, device=self.device) * N).unsqueeze(1)
+        a0 = obs_dim + action_dim
         # Members that take steps in this update: alive, and not yet stopped by target_kl.
         active = self.alive.clone()
-        sums: dict[str, Tensor] = {}
+        sums = torch.zeros(len(self.RECORDS), K, device=self.device)
         counts = torch.zeros(K, device=self.device)
         finite_losses = torch.ones(K, dtype=torch.bool, device=self.device)
-
-        def record(name: str, value: Tensor, mask: Tensor) -> None:
-            sums[name] = sums.get(name, torch.zeros(K, device=self.device)) + torch.where(mask, value.detach(), 0.0)
+        recorded = False
 
         for epoch in range(self.ppo.n_epochs):
             if not bool(active.any()):
                 break
-            order = permutations(epoch)
+            order = permutations(epoch).to(self.device)
+            shuffled = rows.index_select(0, (order + member_offsets).reshape(-1)).view(K, N, D)
             for start in range(0, N, B):
                 if not bool(active.any()):
                     break
-                idx = order[:, start:start + B]
-                mb = {name: value[members, idx] for name, value in data.items()}
-                values, log_prob, entropy, valid = self.policy.evaluate_actions(mb["obs"], mb["actions"])
+                mb = shuffled[:, start:start + B]
+                obs, actions = mb[..., :obs_dim].contiguous(), mb[..., obs_dim:a0]
+                old_values, old_log_prob, advantages, returns = mb[..., a0:a0 + 4].unbind(-1)
+                values, log_prob, entropy, valid = self.policy.evaluate_actions(obs, actions)
                 if not bool(valid[active].all()):
                     self._diverge(active & ~valid, "the action distribution became invalid (a NaN mean, or a NaN, "
                                                    "infinite or zero scale)")
                     active = active & valid
-                advantages = mb["advantages"]
                 if self.ppo.normalize_advantage and advantages.shape[1] > 1:
                     advantages = (advantages - advantages.mean(dim=1, keepdim=True)) / (
                         advantages.std(dim=1, keepdim=True) + 1e-8)
-                ratio = torch.exp(log_prob - mb["old_log_prob"])
+                ratio = torch.exp(log_prob - old_log_prob)
                 policy_loss_1 = advantages * ratio
                 policy_loss_2 = advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
                 policy_loss = -torch.min(policy_loss_1, policy_loss_2).mean(dim=1)
@@ -378,22 +386,20 @@ class BatchedPPO:
                 if clip_range_vf is None:
                     values_pred = values
                 else:
-                    values_pred = mb["old_values"] + torch.clamp(values - mb["old_values"], -clip_range_vf,
-                                                                 clip_range_vf)
-                value_loss = ((mb["returns"] - values_pred) ** 2).mean(dim=1)
+                    values_pred = old_values + torch.clamp(values - old_values, -clip_range_vf, clip_range_vf)
+                value_loss = ((returns - values_pred) ** 2).mean(dim=1)
                 entropy_loss = -torch.mean(entropy, dim=1)
                 actor_loss = policy_loss + self.ppo.ent_coef * entropy_loss
                 critic_loss = self.ppo.vf_coef * value_loss
                 loss = actor_loss + critic_loss
                 with torch.no_grad():
-                    log_ratio = log_prob - mb["old_log_prob"]
+                    log_ratio = log_prob - old_log_prob
                     approx_kl = torch.mean((torch.exp(log_ratio) - 1) - log_ratio, dim=1)
-                # AdaLossPPO records the losses (and checks them for NaN) before target_kl's break.
-                for name, value in (("policy_gradient_loss", policy_loss), ("value_loss", value_loss),
-                                    ("entropy_loss", entropy_loss), ("actor_loss", actor_loss),
-                                    ("critic_loss", critic_loss), ("clip_fraction", clip_fraction),
-                                    ("approx_kl", approx_kl)):
-                    record(name, value, active)
+                    # AdaLossPPO records the losses (and checks them for NaN) before target_kl's break.
+                    records = torch.stack([policy_loss, value_loss, entropy_loss, actor_loss, critic_loss,
+                                           clip_fraction, approx_kl])
+                    sums += torch.where(active, records, 0.0)
+                    recorded = True
                 counts += active.float()
                 finite_losses &= ~active | (torch.isfinite(actor_loss) & torch.isfinite(critic_loss)).detach()
                 if self.ppo.target_kl is not None:
@@ -409,8 +415,8 @@ class BatchedPPO:
                     optimizer.step(losses[role], active)
             self.n_updates += 1
         self._check_finite(finite_losses)
-        mean = {name: (value / counts.clamp(min=1)).tolist() for name, value in sums.items()}
-        self.stats = UpdateStats(mean)
+        mean = (sums / counts.clamp(min=1)).tolist() if recorded else []
+        self.stats = UpdateStats({name: values for name, values in zip(self.RECORDS, mean)})
 
     def _check_finite(self, finite_losses: Tensor) -> None:
         alive = self.alive

@@ -194,6 +194,10 @@ class Run:
         checkpoint = self.run_dir / "checkpoint.pkl"
         if resume and checkpoint.exists():
             state = pickle.loads(checkpoint.read_bytes())
+            # Episodes finished after the resume point are played again by the resumed run: drop their rows.
+            for name, size in state.get("monitor_sizes", {}).items():
+                with open(self.run_dir / "monitor" / name, "r+b") as monitor:
+                    monitor.truncate(size)
             self.train_env, self.eval_env = make_envs(self.config, self.run_dir, self.config["seed"], resume=True)
             if state["vecnormalize"] is not None:
                 normalizer = pickle.loads(state["vecnormalize"])
@@ -312,9 +316,13 @@ class Run:
         bit for bit."""
         return dict(timesteps=self.timesteps, model=self._model_bytes(), vecnormalize=self._normalizer_bytes(),
                     evaluations=list(self.evaluations.rows), eval_episodes=list(self.evaluations.episodes),
-                    best=self.best,
+                    best=self.best, monitor_sizes=self._monitor_sizes(),
                     snapshot=snapshot.capture(self.model, self.train_env, self.eval_env,
                                               rng=getattr(self.model, "rollout_start_rng", None)))
+
+    def _monitor_sizes(self) -> dict[str, int]:
+        # SB3's Monitor flushes every episode's row: these sizes are the files as of this resume point.
+        return {path.name: path.stat().st_size for path in sorted((self.run_dir / "monitor").glob("*.csv"))}
 
     def save_checkpoint(self) -> None:
         """Write the latest resume point. Interrupted mid-rollout or mid-update, the run goes back to that rollout's

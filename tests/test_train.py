@@ -520,3 +520,8 @@ def test_an_interrupted_and_resumed_run_reproduces_the_uninterrupted_one(tmp_pat
     np.testing.assert_array_equal(stats[0].obs_rms.mean, stats[1].obs_rms.mean)
     state = pickle.loads((tmp_path / "resumed" / "checkpoint.pkl").read_bytes())
     assert state["snapshot"]["exact"]
+    # The training episodes too: each Monitor file lists the same episodes, none twice (wall times aside).
+    for monitor in sorted((tmp_path / "straight" / "monitor").glob("*.csv")):
+        episodes = [[line.split(",")[:2] for line in (run / "monitor" / monitor.name).read_text().splitlines()[2:]]
+                    for run in (tmp_path / "straight", tmp_path / "resumed")]
+        assert episodes[0] == episodes[1] and episodes[0], monitor.name

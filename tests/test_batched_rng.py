@@ -70,8 +70,8 @@ TINY = ["n_envs=2", "ppo.n_steps=64", "ppo.batch_size=32", "ppo.n_epochs=2", "to
 @pytest.mark.parametrize("name", ["pendulum_adamloss", "cartpole_swingup_adamloss"])
 def test_a_member_trained_alone_equals_itself_in_a_batch(name):
     """Seed 0 alone, and seed 0 as member 2 of 4 (with other seeds and b0s): same parameters, accumulators and
-    environment states after three rollouts and updates, bit for bit. Resets, gSDE or Gaussian action noise and minibatch orders
-    all come from the member's own streams."""
+    environment states after three rollouts and updates, bit for bit. Resets, gSDE or Gaussian action noise and
+    minibatch orders all come from the member's own streams."""
     def config(seed, *extra):
         return load_config(name, [f"seed={seed}", *TINY, *extra])
 

@@ -3,8 +3,8 @@
 Every parameter is one tensor with a leading member axis: member k's ``mlp_extractor.policy_net.0.weight`` is
 ``params["mlp_extractor.policy_net.0.weight"][k]``, with SB3's name and SB3's shape behind the member axis, so a
 member's weights go to and from an SB3 policy by name (:meth:`BatchedActorCritic.load_member`,
-:meth:`BatchedActorCritic.store_member`). The layers are batched matrix products (``torch.baddbmm``); a layer
-with one output is a product and a sum (see ``_linear``).
+:meth:`BatchedActorCritic.store_member`). The layers are batched matrix products (``torch.baddbmm``), which
+round each member's products the same whatever K (see ``_member_bmm``).
 
 Initialisation is SB3's own: member k's weights are those an SB3 policy built right after ``torch.manual_seed(seed_k)``
 gets (default ``nn.Linear`` draws, then orthogonal with gains sqrt(2) for the hidden layers, 0.01 for the action
@@ -41,6 +41,21 @@ _ACTIVATION_MODULES = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_r
                        "silu": nn.SiLU}
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 _SDE_EPSILON = 1e-6
+
+
+def _member_bmm(x: Tensor, matrix: Tensor, bias: Tensor | None = None, transpose: bool = False) -> Tensor:
+    """``torch.bmm`` (``baddbmm`` with ``bias``) over the member axis, rounding a member's products the same for every
+    K: for a batch of one, torch takes a matrix-(matrix or vector) path that rounds differently from its batched
+    kernel (a one-column product differs in the last bit), so K = 1 runs as a batch of two copies and keeps the
+    first (the copies are made before ``transpose``, so that they have the batch's memory layout). A member trained
+    alone then equals itself trained in a batch, bit for bit. ``transpose``: multiply by ``matrix.transpose(1, 2)``."""
+    if x.shape[0] == 1:
+        x, matrix = torch.cat([x, x]), torch.cat([matrix, matrix])
+        bias = None if bias is None else torch.cat([bias, bias])
+        return _member_bmm(x, matrix, bias, transpose)[:1]
+    if transpose:
+        matrix = matrix.transpose(1, 2)
+    return torch.bmm(x, matrix) if bias is None else torch.baddbmm(bias, x, matrix)
 
 
 class BatchedActorCritic:
@@ -127,17 +142,12 @@ class BatchedActorCritic:
 
     @staticmethod
     def _linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        if weight.shape[1] == 1:
-            # One output (the value head, a 1-D action head): a product and a sum over the features. torch's bmm
-            # takes a matrix-vector path for a batch of one that rounds differently from its batched path, so a
-            # member alone (K = 1) would not equal itself in a batch; this rounds the same for every K.
-            return (x * weight).sum(dim=-1, keepdim=True) + bias.unsqueeze(1)
-        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+        return _member_bmm(x, weight, bias.unsqueeze(1), transpose=True)
 
     @staticmethod
     def _features_times(x: Tensor, matrix: Tensor) -> Tensor:
         """``x @ matrix`` for x (..., L) and matrix (..., L, A) with few columns A, as a product and a sum over L
-        (K-independent rounding, see :meth:`_linear`)."""
+        (the same rounding for every K; used for the rollout's gSDE noise, which no gradient goes through)."""
         return (x.unsqueeze(-1) * matrix).sum(dim=-2)
 
     def _mlp(self, x: Tensor, layers) -> Tensor:
@@ -173,7 +183,7 @@ class BatchedActorCritic:
         """The action distribution's (mean, scale), each (K, B, action_dim)."""
         mean = self._linear(latent_pi, self.params["action_net.weight"], self.params["action_net.bias"])
         if self.use_sde:
-            variance = self._features_times(latent_pi.detach() ** 2, (self._sde_std() ** 2).unsqueeze(1))
+            variance = _member_bmm(latent_pi.detach() ** 2, self._sde_std() ** 2)
             return mean, torch.sqrt(variance + _SDE_EPSILON)
         return mean, torch.ones_like(mean) * self.params["log_std"].exp().unsqueeze(1)
 

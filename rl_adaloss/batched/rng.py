@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

@@ -23,6 +23,7 @@ from torch.optim.adam import adam as adam_update
 
 from rl_adaloss.optim.base import (
     MEMBER_DTYPE,
+    MemberMask,
     ScheduledOptimizer,
     add_loss,
     check_betas,
@@ -107,14 +108,14 @@ class _ScheduledAdam(ScheduledOptimizer):
         new_exp_avg_sqs = torch._foreach_mul(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(new_exp_avg_sqs, grads, grads, value=1 - beta2)
         denoms = torch._foreach_sqrt(new_exp_avg_sqs)
+        mask = MemberMask(stepping)
         for i, p in enumerate(params):
-            mask = member_view(stepping, p)
             denom = denoms[i].div_(member_view(bias_correction2_sqrt[i], p)).add_(group["eps"])
-            update = new_exp_avgs[i].div(denom).mul_(member_view(step_sizes[i], p))
-            # p - 0 is p bit for bit, even where the update is not finite.
-            p.sub_(torch.where(mask, update, 0.0))
-            torch.where(mask, new_exp_avgs[i], exp_avgs[i], out=exp_avgs[i])
-            torch.where(mask, new_exp_avg_sqs[i], exp_avg_sqs[i], out=exp_avg_sqs[i])
+            update = torch.div(new_exp_avgs[i], denom, out=denom).mul_(member_view(step_sizes[i], p))
+            # p - (+0) is p bit for bit, even where the update is not finite.
+            p.sub_(mask.zero_frozen_(update))
+            mask.blend_(exp_avgs[i], new_exp_avgs[i])
+            mask.blend_(exp_avg_sqs[i], new_exp_avg_sqs[i])
 
 
 class AdamLoss(_ScheduledAdam):

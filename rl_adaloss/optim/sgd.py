@@ -17,6 +17,7 @@ from torch import Tensor
 
 from rl_adaloss.optim.base import (
     MEMBER_DTYPE,
+    MemberMask,
     ScheduledOptimizer,
     add_loss,
     check_finite,
@@ -43,9 +44,9 @@ def _descend(params: list[Tensor], grads: list[Tensor], step_size: float | Tenso
 def _descend_members(params: list[Tensor], grads: list[Tensor], step_size: Tensor, stepping: Tensor) -> None:
     """Member mode: p[k] <- p[k] - step_size[k] * g[k] where ``stepping[k]``; elsewhere p[k] - 0, which is p[k]
     bit for bit (the masked update is 0 even where the gradient is not finite)."""
+    mask = MemberMask(stepping)
     for p, g in zip(params, grads):
-        update = g * member_view(step_size, p)
-        p.sub_(torch.where(member_view(stepping, p), update, 0.0))
+        p.sub_(mask.zero_frozen_(g * member_view(step_size, p)))
 
 
 class _SquaredAccumulator(ScheduledOptimizer):

@@ -30,7 +30,6 @@ from rl_adaloss.optim.base import (
     check_finite,
     check_non_negative,
     check_positive,
-    member_view,
 )
 
 
@@ -98,24 +97,42 @@ class _ScheduledAdam(ScheduledOptimizer):
             grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
 
         torch._foreach_add_(steps, [stepping.to(MEMBER_DTYPE)] * len(steps))
-        # Per parameter, (K,) vectors: the step size lr / (1 - beta1^t) and sqrt(1 - beta2^t).
-        step_sizes = torch._foreach_div([lr] * len(steps), _one_minus_power(beta1, steps))
-        bias_correction2_sqrt = _one_minus_power(beta2, steps)
-        torch._foreach_sqrt_(bias_correction2_sqrt)
+        # Per parameter and member, (P, K): the step size lr / (1 - beta1^t) and sqrt(1 - beta2^t), computed for all
+        # parameters at once and cast once to the parameters' dtype (elementwise the same arithmetic as per
+        # parameter: -expm1(t log beta), see _one_minus_power).
+        counts = torch.stack(steps)
+        step_sizes = lr / _one_minus_power(beta1, [counts])[0]
+        bias_correction2_sqrt = _one_minus_power(beta2, [counts])[0].sqrt_()
+        step_sizes, bias_correction2_sqrt = _per_param(step_sizes, params), _per_param(bias_correction2_sqrt, params)
 
         # The new moments, out of place: a skipped member keeps its old ones below.
         new_exp_avgs = torch._foreach_lerp(exp_avgs, grads, 1 - beta1)
         new_exp_avg_sqs = torch._foreach_mul(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(new_exp_avg_sqs, grads, grads, value=1 - beta2)
         denoms = torch._foreach_sqrt(new_exp_avg_sqs)
+        torch._foreach_div_(denoms, bias_correction2_sqrt)
+        torch._foreach_add_(denoms, group["eps"])
+        updates = torch._foreach_div(new_exp_avgs, denoms)
+        torch._foreach_mul_(updates, step_sizes)
         mask = MemberMask(stepping)
-        for i, p in enumerate(params):
-            denom = denoms[i].div_(member_view(bias_correction2_sqrt[i], p)).add_(group["eps"])
-            update = torch.div(new_exp_avgs[i], denom, out=denom).mul_(member_view(step_sizes[i], p))
-            # p - (+0) is p bit for bit, even where the update is not finite.
-            p.sub_(mask.zero_frozen_(update))
+        for update in updates:
+            mask.zero_frozen_(update)
+        # p - (+0) is p bit for bit, even where the update is not finite.
+        torch._foreach_sub_(params, updates)
+        for i in range(len(params)):
             mask.blend_(exp_avgs[i], new_exp_avgs[i])
             mask.blend_(exp_avg_sqs[i], new_exp_avg_sqs[i])
+
+
+def _per_param(values: Tensor, params: list[Tensor]) -> list[Tensor]:
+    """Row i of a (P, K) tensor of per-member scalars, in parameter i's dtype, viewed as (K, 1, ..., 1)."""
+    cast: dict[torch.dtype, Tensor] = {}
+    out = []
+    for i, p in enumerate(params):
+        if p.dtype not in cast:
+            cast[p.dtype] = values.to(p.dtype)
+        out.append(cast[p.dtype][i].view((-1,) + (1,) * (p.dim() - 1)))
+    return out
 
 
 class AdamLoss(_ScheduledAdam):

@@ -144,15 +144,19 @@ class MemberMask:
 
     def __init__(self, stepping: Tensor) -> None:
         self.stepping = stepping
-        self._words: dict[torch.dtype, Tensor] = {}
+        self._words: dict[tuple[torch.dtype, int], Tensor] = {}
 
     def _word(self, like: Tensor) -> Tensor:
         itype = _SAME_WIDTH_INT[like.element_size()]
-        word = self._words.get(itype)
+        key = (itype, like.dim())
+        word = self._words.get(key)
         if word is None:
-            # -1 is all ones in two's complement.
-            word = self._words[itype] = self.stepping.to(itype).neg_()
-        return word.view((-1,) + (1,) * (like.dim() - 1))
+            base = self._words.get((itype, 1))
+            if base is None:
+                # -1 is all ones in two's complement.
+                base = self._words[(itype, 1)] = self.stepping.to(itype).neg_()
+            word = self._words[key] = base.view((-1,) + (1,) * (like.dim() - 1))
+        return word
 
     def zero_frozen_(self, update: Tensor) -> Tensor:
         """``update`` with the frozen members' entries set to +0.0 (all bits clear), in place. ``p - update`` is

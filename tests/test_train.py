@@ -32,8 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ["n_envs=2", "ppo.n_steps=256", "ppo.batch_size=64", "ppo.n_epochs=1", "eval.freq=1024", "eval.episodes=1",
         "device=cpu"]
 ROLLOUT = 512
-#: The default AdamLoss accumulator's start, b0.
-B0 = load_config(None)["optimizer"]["b0"]
+#: The config most tests train: AdamLoss in the separate layout, at the tuned step (the default config is another).
+BASE = "pendulum_adamloss"
+#: Its AdamLoss accumulator's start, b0.
+B0 = load_config(BASE)["optimizer"]["b0"]
 
 
 def read_evaluations(run_dir: Path) -> list[dict[str, float]]:
@@ -55,7 +57,7 @@ def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 # -- a run from the command line ----------------------------------------------------------------------------------
 
 def test_cli_run_writes_every_output(tmp_path, capsys):
-    code = main([*TINY, "total_timesteps=2560", "--quiet", "--out-dir", str(tmp_path), "--name", "x"])
+    code = main(["--config", BASE, *TINY, "total_timesteps=2560", "--quiet", "--out-dir", str(tmp_path), "--name", "x"])
     out, err = capsys.readouterr()
     assert code == 0, err
     run_dir = tmp_path / "x"
@@ -133,7 +135,7 @@ def test_best_model_follows_the_best_evaluation_and_plain_sb3_loads_both_models(
     written = []
     original = train.Run.write_best
     monkeypatch.setattr(train.Run, "write_best", lambda self: (written.append(self.timesteps), original(self))[1])
-    config = load_config(None, [*TINY, "total_timesteps=2560", "eval.freq=512", "eval.episodes=2"])
+    config = load_config(BASE, [*TINY, "total_timesteps=2560", "eval.freq=512", "eval.episodes=2"])
     assert run(config, tmp_path)["status"] == "finished"
     rows = read_evaluations(tmp_path)
     returns = [row["mean_reward"] for row in rows]
@@ -179,7 +181,7 @@ def test_best_model_follows_the_best_evaluation_and_plain_sb3_loads_both_models(
         "argument-the-optimizer-lacks"])
 def test_bad_input_exits_2_with_one_line_naming_the_key(tmp_path, capsys, args, names):
     out_dir = tmp_path / "out"
-    code = main([*args, "--quiet", "--out-dir", str(out_dir), "--name", "x"])
+    code = main(["--config", BASE, *args, "--quiet", "--out-dir", str(out_dir), "--name", "x"])
     out, err = capsys.readouterr()
     assert code == 2
     lines = err.strip().splitlines()
@@ -193,7 +195,7 @@ def test_print_config_shows_every_key_with_its_description_and_writes_nothing(tm
     from rl_adaloss.config import TrainConfig
     from rl_adaloss.schema import key_table
 
-    assert main(["--print-config", "--out-dir", str(tmp_path / "out"), "ppo.target_kl=0.02"]) == 0
+    assert main(["--print-config", "--out-dir", str(tmp_path / "out"), "ppo.target_kl=0.02"]) == 0  # the default
     out = capsys.readouterr().out
     assert not (tmp_path / "out").exists()
     printed = yaml.safe_load(out)
@@ -226,7 +228,7 @@ def _write(path: Path, text: str) -> Path:
 ], ids=["normalize-obs-only", "target-kl", "log-std-init", "linear-schedule", "net-arch-and-activation"])
 def test_sb3_settings_reach_the_model(tmp_path, override, check):
     """SB3's own arguments, VecNormalize's and schedules are accepted, and each one runs with the value set."""
-    args = [*TINY, "total_timesteps=1024", *override]
+    args = ["--config", BASE, *TINY, "total_timesteps=1024", *override]
     config = config_from_args(parse_args([*args, "--quiet"]))
     result = run(config, tmp_path)
     assert result["status"] == "finished", result
@@ -247,7 +249,7 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path, capsys):
 # -- determinism and divergence, through run() --------------------------------------------------------------------
 
 def test_same_config_and_seed_give_identical_evaluations(tmp_path):
-    config = load_config(None, [*TINY, "total_timesteps=1024", "seed=3"])
+    config = load_config(BASE, [*TINY, "total_timesteps=1024", "seed=3"])
     first = run(config, tmp_path / "a")
     second = run(config, tmp_path / "b")
     assert first["status"] == second["status"] == "finished"
@@ -256,14 +258,14 @@ def test_same_config_and_seed_give_identical_evaluations(tmp_path):
     assert rows_a == rows_b  # returns, and the accumulators, exactly
     assert first["final_eval_return"] == second["final_eval_return"]
     # A different seed is a different run (so the equality above is not vacuous).
-    other = run(load_config(None, [*TINY, "total_timesteps=1024", "seed=4"]), tmp_path / "c")
+    other = run(load_config(BASE, [*TINY, "total_timesteps=1024", "seed=4"]), tmp_path / "c")
     assert read_evaluations(tmp_path / "c")[-1]["mean_reward"] != rows_a[-1]["mean_reward"]
     assert other["status"] == "finished"
 
 
 def test_divergence_is_recorded_not_raised(tmp_path):
     # Plain SGD at a step size of 1e6 wrecks the log-std in the first update.
-    config = load_config(None, [*TINY, "total_timesteps=2048", "optimizer.name=sgd", "optimizer.lr=1e6"])
+    config = load_config(BASE, [*TINY, "total_timesteps=2048", "optimizer.name=sgd", "optimizer.lr=1e6"])
     run_dir = tmp_path / "d"
     result = run(config, run_dir)
     assert result["status"] == "diverged"
@@ -294,7 +296,7 @@ def wait_for(condition, process: subprocess.Popen, timeout: float, what: str) ->
 @pytest.mark.slow
 def test_sigterm_checkpoints_and_resume_finishes(tmp_path, capsys):
     run_dir = tmp_path / "x"
-    command = [sys.executable, "-m", "rl_adaloss.train", *TINY, "total_timesteps=100000", "checkpoint_freq=1024",
+    command = [sys.executable, "-m", "rl_adaloss.train", "--config", BASE, *TINY, "total_timesteps=100000", "checkpoint_freq=1024",
                "--quiet", "--out-dir", str(tmp_path), "--name", "x"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
@@ -363,7 +365,7 @@ def test_an_interrupt_mid_rollout_checkpoints_the_last_update(tmp_path, monkeypa
             raise KeyboardInterrupt
         return True
 
-    config = load_config(None, [*TINY, "total_timesteps=2048", "checkpoint_freq=100000"])
+    config = load_config(BASE, [*TINY, "total_timesteps=2048", "checkpoint_freq=100000"])
     with monkeypatch.context() as patch:
         patch.setattr(train.EvalCheckpointProgress, "_on_step", on_step)
         result = run(config, tmp_path)
@@ -401,7 +403,7 @@ def test_a_checkpoint_from_before_best_models_resumes(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return True
 
-    config = load_config(None, [*TINY, "total_timesteps=2048", "checkpoint_freq=100000"])
+    config = load_config(BASE, [*TINY, "total_timesteps=2048", "checkpoint_freq=100000"])
     with monkeypatch.context() as patch:
         patch.setattr(train.EvalCheckpointProgress, "_on_step", on_step)
         assert run(config, tmp_path)["status"] == "interrupted"
@@ -416,6 +418,19 @@ def test_a_checkpoint_from_before_best_models_resumes(tmp_path, monkeypatch):
     assert read_npz(tmp_path)["timesteps"].tolist() == [2048]
     before = max(row["mean_reward"] for row in rows[:2])
     assert (tmp_path / "best_model.zip").exists() == (rows[2]["mean_reward"] > before)
+
+
+def test_the_default_config_is_one_where_adamlosss_step_visibly_adapts(tmp_path):
+    """The main job shows the mechanism, not a setting where AdamLoss is Adam: within two updates of the default
+    config (raw rewards, joint layout, b0 = 10), the accumulator grows far past b0 and the step size falls."""
+    config = load_config(None, ["total_timesteps=4096", "eval.freq=4096", "eval.episodes=1", "device=cpu"])
+    assert config["optimizer"]["name"] == "adamloss" and config["normalize"]["reward"] is False
+    assert run(config, tmp_path)["status"] == "finished"
+    rows = read_evaluations(tmp_path)
+    b0 = config["optimizer"]["b0"]
+    assert rows[0]["actor_b"] == b0
+    assert rows[-1]["actor_b"] > 100 * b0  # the loss carries the reward scale: b grows by orders of magnitude
+    assert rows[-1]["actor_effective_lr"] < rows[0]["actor_effective_lr"] / 10
 
 
 # -- the shipped configs ------------------------------------------------------------------------------------------
@@ -482,7 +497,7 @@ def test_resolving_a_resolved_config_changes_nothing(name):
     # --resume reads a run's own config.yaml back: it must resolve to the same config (torch Adam's int defaults).
     from rl_adaloss.config import from_dict
 
-    config = load_config(None, [f"optimizer.name={name}"])
+    config = load_config(BASE, [f"optimizer.name={name}"])
     assert from_dict(yaml.safe_load(yaml.safe_dump(config))) == config
 
 
@@ -492,7 +507,7 @@ def test_an_interrupted_and_resumed_run_reproduces_the_uninterrupted_one(tmp_pat
     resumed run's evaluations are the uninterrupted run's, to the last bit."""
     import rl_adaloss.train as train
 
-    config = load_config(None, [*TINY, "total_timesteps=3072", "checkpoint_freq=100000", "eval.episodes=2"])
+    config = load_config(BASE, [*TINY, "total_timesteps=3072", "checkpoint_freq=100000", "eval.episodes=2"])
     straight = run(config, tmp_path / "straight")
     assert straight["status"] == "finished"
 

@@ -1,13 +1,28 @@
-"""Throughput of the batched engine against the process-pool SB3 sweep, on the same cores and step budget.
+"""Throughput of the batched engine: the sweep grid against the process-pool SB3 sweep, and the scaling in K.
 
-    python bench/batched_throughput.py                          # Pendulum-v1, AdamLoss, K = 1 4 16 64 256
-    python bench/batched_throughput.py --members 1 4 16 --steps 2048 --sweep-runs 4
+    python bench/batched_throughput.py                       # both parts, 2 interleaved repeats
+    python bench/batched_throughput.py --part grid --grid-steps 8192 --repeats 3
+    python bench/batched_throughput.py --part scaling --members 1 16 256 --threads 1 2
+    git worktree add /tmp/old <commit> && python bench/batched_throughput.py --part scaling --code /tmp/old .
 
-Prints, per K: summed env-steps/s of the batched engine (training only: rollouts and updates, no evaluation), per
-member, and the peak RSS of the process that ran it (each K in a fresh process); then the SB3 sweep's summed
-env-steps/s (``--sweep-runs`` AdaLossPPO runs of the same config and budget, ``--workers`` processes of one torch
-thread each, as ``rl_adaloss.sweep`` runs them) and the ratio at every K. Targets (issue): >= 10x on 2 cores, and
-256 members <= 2 GB RSS. The numbers are what they are; nothing here asserts a time.
+Grid (``--sweep``, default ``sweep_pendulum``: 4 optimizers x 5 b0 x 3 seeds = 60 runs, ``--grid-steps`` env-steps
+each):
+
+* SB3: the 60 runs as ``rl_adaloss.sweep`` runs them, one ``AdaLossPPO`` per run in a process pool of ``--workers``
+  spawned processes with one torch thread each;
+* batched: one batch per optimizer (the grid points that can share an engine: 15 members each), one process per
+  batch, ``--workers`` at a time, each with ``cores // min(workers, batches)`` torch threads (the sweep's rule).
+
+Both train only (``learn``: rollouts and updates; no evaluation, no files), on the same configs (``sweep.expand``)
+and the same step budget; wall time includes starting the processes. Printed: summed env-steps/s of each and the
+ratio, per repeat and as the median; the repeats alternate SB3 and batched, so load from elsewhere hits both alike.
+
+Scaling (``--config``, default ``pendulum_adamloss``): K = ``--members`` members for ``--steps`` env-steps each, each
+K and thread count in a fresh process (so the peak RSS is that K's), interleaved over the repeats: env-steps/s
+total and per member, and peak RSS.
+
+Targets (issue): grid >= 10x the SB3 sweep on 2 cores; 256 members <= 2 GB RSS. The numbers are what they are;
+nothing here asserts a time. Report ``uptime`` with them: the machine may be shared.
 """
 
 from __future__ import annotations
@@ -16,92 +31,196 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def _config(name: str, seed: int, steps: int, overrides: list[str]):
-    from rl_adaloss.config import load_config
-
-    return load_config(name, [f"seed={seed}", f"total_timesteps={steps}", *overrides])
+def _peak_rss_mb() -> int:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def one_batch(config: str, members: int, steps: int, threads: int, overrides: list[str]) -> dict:
-    """Train ``members`` members for ``steps`` env-steps each; env-steps/s and peak RSS of this process."""
+def _grid(sweep: str, steps: int) -> dict[str, list[dict]]:
+    """The sweep's grid configs at ``steps`` env-steps each, by optimizer variant (the batches)."""
+    from rl_adaloss.sweep import expand, load_sweep
+
+    grid: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for point in expand(load_sweep(sweep), Path(tmp)):
+            config = dict(point.config, total_timesteps=steps)
+            grid.setdefault(point.optimizer, []).append(config)
+    return grid
+
+
+def _train_batch(configs: list[dict], threads: int) -> dict:
     import torch
 
     from rl_adaloss.batched.run import build_engine
 
     torch.set_num_threads(threads)
-    configs = [_config(config, seed, steps, overrides) for seed in range(members)]
     engine = build_engine(configs)
     started = time.perf_counter()
     engine.learn()
     wall = time.perf_counter() - started
-    total = engine.num_timesteps * members
-    return dict(members=members, steps_per_member=engine.num_timesteps, wall_s=round(wall, 2),
-                env_steps_per_s=round(total / wall), per_member=round(engine.num_timesteps / wall, 1),
-                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                member_axis=all(o.member_axis for o in engine.optimizers.values()))
+    return dict(members=len(configs), steps_per_member=engine.num_timesteps, wall_s=wall,
+                env_steps=engine.num_timesteps * len(configs), peak_rss_mb=_peak_rss_mb(),
+                diverged=sum(d is not None for d in engine.diverged_at))
 
 
-def _sb3_run(args: tuple[str, int, int, list[str]]) -> int:
+def one_scaling(config: str, members: int, steps: int, threads: int) -> dict:
+    """(In its own process.) K members of ``config`` (seeds 0..K-1) for ``steps`` env-steps each."""
+    from rl_adaloss.config import load_config
+
+    configs = [load_config(config, [f"seed={seed}", f"total_timesteps={steps}"]) for seed in range(members)]
+    out = _train_batch(configs, threads)
+    out.update(threads=threads, env_steps_per_s=out["env_steps"] / out["wall_s"])
+    return out
+
+
+def one_grid_batch(sweep: str, variant: str, steps: int, threads: int) -> dict:
+    """(In its own process.) One optimizer's batch of the sweep grid."""
+    return _train_batch(_grid(sweep, steps)[variant], threads)
+
+
+def _sb3_run(config: dict) -> int:
     import torch
 
     torch.set_num_threads(1)
     from rl_adaloss.train import build_model, make_envs
-    import tempfile
-    from pathlib import Path
 
-    config, seed, steps, overrides = args
-    cfg = _config(config, seed, steps, overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        train_env, eval_env = make_envs(cfg, Path(tmp), seed, resume=False)
-        model = build_model(cfg, train_env)
-        model.learn(steps)
+        train_env, eval_env = make_envs(config, Path(tmp), config["seed"], resume=False)
+        model = build_model(config, train_env)
+        model.learn(config["total_timesteps"])
         train_env.close(), eval_env.close()
         return model.num_timesteps
 
 
-def sweep(config: str, runs: int, steps: int, workers: int, overrides: list[str]) -> dict:
+def _child(*args: str, code: str | None = None) -> dict:
+    """Run this script with ``args`` in a fresh process; with ``code``, against the rl_adaloss tree in that folder."""
+    env = dict(os.environ)
+    if code:
+        env["PYTHONPATH"] = os.pathsep.join([code, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=code or ROOT, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def grid_sb3(sweep: str, steps: int, workers: int) -> dict:
+    import multiprocessing
+
+    configs = [c for batch in _grid(sweep, steps).values() for c in batch]
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        total = sum(pool.map(_sb3_run, [(config, seed, steps, overrides) for seed in range(runs)]))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        total = sum(pool.map(_sb3_run, configs))
     wall = time.perf_counter() - started
-    return dict(runs=runs, workers=workers, wall_s=round(wall, 2), env_steps_per_s=round(total / wall))
+    return dict(runs=len(configs), env_steps=total, wall_s=wall, env_steps_per_s=total / wall)
+
+
+def grid_batched(sweep: str, steps: int, workers: int) -> dict:
+    variants = list(_grid(sweep, steps))
+    threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, len(variants))))
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        rows = list(pool.map(lambda v: _child("--grid-batch", v, "--sweep", sweep, "--grid-steps", str(steps),
+                                              "--threads", str(threads)), variants))
+    wall = time.perf_counter() - started
+    total = sum(r["env_steps"] for r in rows)
+    return dict(batches=len(rows), members=sum(r["members"] for r in rows), threads=threads, env_steps=total,
+                wall_s=wall, env_steps_per_s=total / wall, peak_rss_mb=max(r["peak_rss_mb"] for r in rows),
+                diverged=sum(r["diverged"] for r in rows))
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return f"load average {os.getloadavg()}"
+
+
+def run_grid(args) -> None:
+    print(f"== grid: sweep {args.sweep}, {args.grid_steps} env-steps per run, {args.workers} workers, "
+          f"{os.cpu_count()} cores; {_uptime()}", flush=True)
+    ratios, sb3s, bats = [], [], []
+    for repeat in range(args.repeats):
+        order = ["sb3", "batched"] if repeat % 2 == 0 else ["batched", "sb3"]
+        got = {}
+        for which in order:
+            if which == "sb3":
+                got[which] = grid_sb3(args.sweep, args.grid_steps, args.workers)
+            else:
+                got[which] = grid_batched(args.sweep, args.grid_steps, args.workers)
+        s, b = got["sb3"], got["batched"]
+        sb3s.append(s["env_steps_per_s"]), bats.append(b["env_steps_per_s"])
+        ratios.append(b["env_steps_per_s"] / s["env_steps_per_s"])
+        print(f"repeat {repeat + 1}: SB3 sweep {s['runs']} runs: {s['env_steps_per_s']:8.0f} env-steps/s "
+              f"(wall {s['wall_s']:.1f} s) | batched {b['batches']} batches x {b['members'] // b['batches']} members, "
+              f"{b['threads']} thread(s) each: {b['env_steps_per_s']:8.0f} env-steps/s (wall {b['wall_s']:.1f} s, "
+              f"peak RSS {b['peak_rss_mb']} MB, {b['diverged']} diverged) | ratio {ratios[-1]:.1f}x", flush=True)
+    print(f"grid median: SB3 {statistics.median(sb3s):.0f}, batched {statistics.median(bats):.0f} env-steps/s, "
+          f"ratio {statistics.median(ratios):.1f}x (per repeat: {', '.join(f'{r:.1f}' for r in ratios)}); "
+          f"{_uptime()}", flush=True)
+
+
+def run_scaling(args) -> None:
+    print(f"== scaling: {args.config}, {args.steps} env-steps per member, threads {args.threads}; {_uptime()}",
+          flush=True)
+    codes = args.code or [None]
+    results: dict[tuple[int, int, int], list[dict]] = {}
+    for repeat in range(args.repeats):
+        members = args.members if repeat % 2 == 0 else list(reversed(args.members))
+        for k in members:
+            for threads in args.threads:
+                for code in codes if repeat % 2 == 0 else list(reversed(codes)):
+                    c = codes.index(code)
+                    row = _child("--one", str(k), "--config", args.config, "--steps", str(args.steps),
+                                 "--threads", str(threads), code=code)
+                    results.setdefault((k, threads, c), []).append(row)
+                    print(f"  repeat {repeat + 1} K={k:4d} threads={threads} code={code or ROOT}: "
+                          f"{row['env_steps_per_s']:8.0f} env-steps/s (wall {row['wall_s']:.1f} s)", flush=True)
+    print(f"{'code':>20} {'K':>5} {'threads':>7} {'env-steps/s':>12} {'per member':>11} {'peak RSS MB':>12}   "
+          f"(median of {args.repeats})")
+    for (k, threads, c), rows in sorted(results.items()):
+        rate = statistics.median(r["env_steps_per_s"] for r in rows)
+        name = str(codes[c] or ROOT)[-20:]
+        print(f"{name:>20} {k:5d} {threads:7d} {rate:12.0f} {rate / k:11.1f} "
+              f"{max(r['peak_rss_mb'] for r in rows):12d}")
+    print(_uptime(), flush=True)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="pendulum_adamloss")
+    parser.add_argument("--part", choices=["grid", "scaling", "both"], default="both")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of every measurement")
+    parser.add_argument("--sweep", default="sweep_pendulum", help="the sweep config whose grid is measured")
+    parser.add_argument("--grid-steps", type=int, default=4096, help="env-steps per grid run (both engines)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes at a time (both engines)")
+    parser.add_argument("--config", default="pendulum_adamloss", help="the scaling part's config")
     parser.add_argument("--members", type=int, nargs="+", default=[1, 4, 16, 64, 256])
-    parser.add_argument("--steps", type=int, default=2048, help="env-steps per member (and per SB3 run)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of the batched engine")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes of the SB3 sweep")
-    parser.add_argument("--sweep-runs", type=int, default=None, help="SB3 runs (default: 2 per worker)")
+    parser.add_argument("--steps", type=int, default=2048, help="env-steps per member in the scaling part")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads (scaling part)")
+    parser.add_argument("--code", nargs="+", help="scaling part: measure these rl_adaloss trees (folders put first "
+                        "on PYTHONPATH) side by side, interleaved, e.g. a checkout of an older commit")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("overrides", nargs="*", help="config key=value overrides for both")
+    parser.add_argument("--grid-batch", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(one_batch(args.config, args.one, args.steps, args.threads, args.overrides)))
+        print(json.dumps(one_scaling(args.config, args.one, args.steps, args.threads[0])))
         return 0
-    rows = []
-    for members in args.members:
-        out = subprocess.run([sys.executable, __file__, "--config", args.config, "--one", str(members), "--steps",
-                              str(args.steps), "--threads", str(args.threads), *args.overrides],
-                             capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(f"batched K={members:4d}: {rows[-1]['env_steps_per_s']:8d} env-steps/s total, "
-              f"{rows[-1]['per_member']:8.1f} per member, peak RSS {rows[-1]['peak_rss_mb']} MB, "
-              f"wall {rows[-1]['wall_s']} s, member-axis optimizer: {rows[-1]['member_axis']}", flush=True)
-    runs = args.sweep_runs or 2 * args.workers
-    base = sweep(args.config, runs, args.steps, args.workers, args.overrides)
-    print(f"SB3 sweep, {runs} runs on {args.workers} workers: {base['env_steps_per_s']} env-steps/s total "
-          f"(wall {base['wall_s']} s)")
-    for row in rows:
-        print(f"ratio K={row['members']:4d}: {row['env_steps_per_s'] / base['env_steps_per_s']:.2f}x")
+    if args.grid_batch is not None:
+        print(json.dumps(one_grid_batch(args.sweep, args.grid_batch, args.grid_steps, args.threads[0])))
+        return 0
+    if args.part in ("grid", "both"):
+        run_grid(args)
+    if args.part in ("scaling", "both"):
+        run_scaling(args)
     return 0
 
 

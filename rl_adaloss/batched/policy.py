@@ -45,11 +45,12 @@ _SDE_EPSILON = 1e-6
 
 def _member_bmm(x: Tensor, matrix: Tensor, bias: Tensor | None = None, transpose: bool = False) -> Tensor:
     """``torch.bmm`` (``baddbmm`` with ``bias``) over the member axis, rounding a member's products the same for every
-    K: for a batch of one, torch takes a matrix-(matrix or vector) path that rounds differently from its batched
-    kernel (a one-column product differs in the last bit), so K = 1 runs as a batch of two copies and keeps the
+    K: for a batch of one, torch takes a matrix-vector path for a one-column product that rounds differently from
+    its batched kernel (in the last bit), so such a product at K = 1 runs as a batch of two copies and keeps the
     first (the copies are made before ``transpose``, so that they have the batch's memory layout). A member trained
     alone then equals itself trained in a batch, bit for bit. ``transpose``: multiply by ``matrix.transpose(1, 2)``."""
-    if x.shape[0] == 1:
+    columns = matrix.shape[1] if transpose else matrix.shape[2]
+    if x.shape[0] == 1 and columns == 1:
         x, matrix = torch.cat([x, x]), torch.cat([matrix, matrix])
         bias = None if bias is None else torch.cat([bias, bias])
         return _member_bmm(x, matrix, bias, transpose)[:1]

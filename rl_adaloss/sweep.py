@@ -672,6 +672,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"steps={point.config['total_timesteps']}  -> {point.run_dir}")
         print(f"{len(points)} runs ({len(sweep['optimizers'])} optimizers x {len(sweep['b0'])} b0 x "
               f"{len(sweep['seeds'])} seeds)")
+        if args.engine == "batched":
+            batches = plan_batches(points, points, args.workers)
+            for i, batch in enumerate(batches):
+                print(f"batch {i}: {len(batch)} members: " + ", ".join(p.label for p in batch))
+            print(f"{len(batches)} batches for {args.workers} workers (engine batched)")
         return 0
 
     sweep_dir = args.out_dir / sweep["name"]

@@ -88,6 +88,15 @@ def test_what_the_batched_engine_cannot_run_is_refused_up_front(tmp_path, capsys
     assert not (tmp_path / "out").exists()  # nothing written
 
 
+def test_dry_run_prints_the_batches(tmp_path, capsys):
+    path = write_sweep(tmp_path)
+    assert main(["--config", str(path), "--dry-run", "--engine", "batched", "--workers", "2",
+                 "--out-dir", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "batch 0: 4 members: adam b0=10000 seed=0" in out and "2 batches for 2 workers" in out
+    assert not (tmp_path / "out").exists()
+
+
 def test_engine_is_sb3_by_default_and_named_in_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
@@ -132,3 +141,52 @@ def test_batched_engine_writes_the_sb3_engines_tree_and_the_report_reads_it(tmp_
     stamps = {p: p.stat().st_mtime_ns for p in batched.rglob("result.json")}
     assert run_sweep(sweep, tmp_path / "batched", workers=2, progress=False, engine="batched") == {"finished": 8}
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def _evaluations(root: Path) -> dict[str, str]:
+    return {str(p.parent.relative_to(root)): p.read_text() for p in sorted(root.rglob("evaluations.csv"))}
+
+
+@pytest.mark.slow
+def test_a_killed_batched_sweep_resumes_its_batch_from_the_checkpoint_bit_exact(tmp_path):
+    """kill -9 mid-batch, then the same command: the batch resumes from its periodic checkpoint and every run's
+    evaluations.csv is the uninterrupted sweep's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = write_sweep(tmp_path, total_timesteps=4096, optimizers={"adamloss": {"name": "adamloss"}})
+    sweep = load_sweep(path)
+    assert run_sweep(sweep, tmp_path / "ref", workers=1, progress=False, engine="batched") == {"finished": 4}
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "rl_adaloss.sweep", "--config", str(path), "--out-dir", str(out),
+               "--workers", "1", "--engine", "batched", "--no-report"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        while not list((out / "tiny" / ".batches").glob("*.pkl")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert list((out / "tiny" / ".batches").glob("*.pkl")), "no checkpoint in time"
+        time.sleep(1.0)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    assert len(list((out / "tiny").rglob("result.json"))) < 4, "the batch ended before the kill"
+    assert run_sweep(sweep, out, workers=1, progress=False, engine="batched") == {"finished": 4}
+    assert _evaluations(out / "tiny") == _evaluations(tmp_path / "ref" / "tiny")
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_the_same_batches(tmp_path):
+    ray = pytest.importorskip("ray")
+    sweep = load_sweep(write_sweep(tmp_path))
+    run_sweep(sweep, tmp_path / "local", workers=2, progress=False, engine="batched")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        counts = run_sweep(sweep, tmp_path / "ray", workers=2, backend="ray", progress=False, engine="batched")
+    finally:
+        ray.shutdown()
+    assert counts == {"finished": 8}
+    assert _evaluations(tmp_path / "ray" / "tiny") == _evaluations(tmp_path / "local" / "tiny")

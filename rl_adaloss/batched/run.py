@@ -235,8 +235,11 @@ class BatchRun:
             write_atomic(run_dir / "config.yaml", dump_config(config))
             (run_dir / "result.json").unlink(missing_ok=True)
             if state is None:
+                # A fresh start owns the directory: an earlier attempt's files (the sb3 engine's checkpoint
+                # included, which no longer matches what is written here) go.
                 for stale in [*run_dir.glob("events.out.tfevents.*"), run_dir / "model.zip",
-                              run_dir / "vecnormalize.pkl", run_dir / "evaluations.csv"]:
+                              run_dir / "vecnormalize.pkl", run_dir / "evaluations.csv", run_dir / "checkpoint.pkl",
+                              run_dir / "error.txt"]:
                     stale.unlink(missing_ok=True)
                 self.monitors[k].create()
             else:

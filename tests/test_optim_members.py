@@ -356,6 +356,30 @@ def test_deepcopy_keeps_the_member_axis():
     assert torch.equal(twin.skipped_steps, torch.zeros(K, dtype=torch.int64))
 
 
+@pytest.mark.parametrize("name, cls, kwargs", CASES, ids=CASE_IDS)
+def test_all_finite_skips_the_masks_and_changes_nothing(name, cls, kwargs):
+    """step(loss=..., all_finite=True), the caller's promise that every member steps, gives bit for bit what the
+    masked step gives (parameters, moments, accumulators, step counts)."""
+    params_a, params_b = make_params(), make_params()
+    opt_a, opt_b = cls(params_a, **kwargs, members=K), cls(params_b, **kwargs, members=K)
+    grads, losses = make_data()
+    for t in range(STEPS):
+        set_grads(params_a, grads[t]), set_grads(params_b, grads[t])
+        opt_a.step(loss=losses[t])
+        opt_b.step(loss=losses[t], all_finite=True)
+        for a, b in zip(params_a, params_b):
+            assert_bitwise(b.detach(), a.detach(), f"step {t + 1}")
+    for a, b in zip(params_a, params_b):
+        for key, value in opt_a.state[a].items():
+            assert_bitwise(opt_b.state[b][key], value, key)
+    for ga, gb in zip(opt_a.param_groups, opt_b.param_groups):
+        for key, value in ga.items():
+            if key != "params" and isinstance(value, torch.Tensor):
+                assert_bitwise(gb[key], value, key)
+    with pytest.raises(ValueError, match="member mode"):
+        cls(slice_params(params_a, 0), **member_kwargs(kwargs, 0)).step(loss=1.0, all_finite=True)
+
+
 # -- 4. the member-axis Adam --------------------------------------------------------------------------------------
 
 

@@ -100,7 +100,12 @@ class MemberOptimizer:
     def step(self, losses: Tensor, active: Tensor) -> None:
         """Step the members in ``active`` with their losses (K,); the others are left exactly as they are."""
         if self.member_axis:
-            masked = torch.where(active, losses.detach(), torch.full_like(losses, float("nan")))
+            losses = losses.detach()
+            # On the CPU reading the (K,) masks is free: when every member steps, the optimizer may skip its masks.
+            if losses.device.type == "cpu" and bool(active.all()) and bool(torch.isfinite(losses).all()):
+                self.optimizer.step(loss=losses, all_finite=True)
+                return
+            masked = torch.where(active, losses, torch.full_like(losses, float("nan")))
             self.optimizer.step(loss=masked)
             return
         values = losses.detach().tolist()

@@ -105,15 +105,25 @@ class _ScheduledAdam(ScheduledOptimizer):
         bias_correction2_sqrt = _one_minus_power(beta2, [counts])[0].sqrt_()
         step_sizes, bias_correction2_sqrt = _per_param(step_sizes, params), _per_param(bias_correction2_sqrt, params)
 
-        # The new moments, out of place: a skipped member keeps its old ones below.
-        new_exp_avgs = torch._foreach_lerp(exp_avgs, grads, 1 - beta1)
-        new_exp_avg_sqs = torch._foreach_mul(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(new_exp_avg_sqs, grads, grads, value=1 - beta2)
+        if self._all_step:
+            # Every member steps: the moments in place, no masks (the same arithmetic as below).
+            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+            new_exp_avgs, new_exp_avg_sqs = exp_avgs, exp_avg_sqs
+        else:
+            # The new moments, out of place: a skipped member keeps its old ones below.
+            new_exp_avgs = torch._foreach_lerp(exp_avgs, grads, 1 - beta1)
+            new_exp_avg_sqs = torch._foreach_mul(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(new_exp_avg_sqs, grads, grads, value=1 - beta2)
         denoms = torch._foreach_sqrt(new_exp_avg_sqs)
         torch._foreach_div_(denoms, bias_correction2_sqrt)
         torch._foreach_add_(denoms, group["eps"])
         updates = torch._foreach_div(new_exp_avgs, denoms)
         torch._foreach_mul_(updates, step_sizes)
+        if self._all_step:
+            torch._foreach_sub_(params, updates)
+            return
         mask = MemberMask(stepping)
         for update in updates:
             mask.zero_frozen_(update)

@@ -203,6 +203,8 @@ class ScheduledOptimizer(Optimizer):
 
     #: True for the rules whose accumulator is driven by the loss value.
     needs_loss: bool = False
+    #: Member mode, during a step: every member steps (``step(all_finite=True)``), so no masks are needed.
+    _all_step: bool = False
     #: True for the Algorithm-1 rules, whose step is ``lr / b0`` at first (the accumulator starts at ``b0**2``);
     #: False for the Adam-based rules of Algorithm 2, whose first step is ``lr / sqrt(b0)``.
     b0_squared: bool = False
@@ -318,8 +320,14 @@ class ScheduledOptimizer(Optimizer):
     # -- the step ---------------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None, *, loss: Any = None):  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None, *, loss: Any = None,  # type: ignore[override]
+             all_finite: bool = False):
         """Take one step. Pass the current loss as ``loss=`` (a float or a 0-dim tensor) or through ``closure``.
+
+        ``all_finite`` (member mode only): the caller's promise that every member's loss is finite, so that every
+        member steps. The step then skips the masks that keep skipped members bit for bit (the arithmetic of a
+        stepping member is the same, so the result is too). It is for a caller that reads its losses for free (a
+        trainer on the CPU); the optimizer does not check it, since checking would read the losses on the host.
 
         Returns the loss (what the closure returned, or ``loss``).
         """
@@ -334,7 +342,13 @@ class ScheduledOptimizer(Optimizer):
                 "or step(closure) with a closure that returns the loss"
             )
         if self.members is not None:
-            return self._step_members(loss)
+            self._all_step = bool(all_finite)
+            try:
+                return self._step_members(loss)
+            finally:
+                self._all_step = False
+        if all_finite:
+            raise ValueError(f"{type(self).__name__}.step(): all_finite is for member mode (members=K)")
         if isinstance(loss, Tensor):
             if loss.numel() != 1:
                 raise ValueError(f"{type(self).__name__}.step(): loss must be a scalar, got shape {tuple(loss.shape)}")

@@ -41,12 +41,14 @@ def _descend(params: list[Tensor], grads: list[Tensor], step_size: float | Tenso
         torch._foreach_add_(params, grads, alpha=-step_size)
 
 
-def _descend_members(params: list[Tensor], grads: list[Tensor], step_size: Tensor, stepping: Tensor) -> None:
+def _descend_members(params: list[Tensor], grads: list[Tensor], step_size: Tensor, stepping: Tensor,
+                     all_step: bool = False) -> None:
     """Member mode: p[k] <- p[k] - step_size[k] * g[k] where ``stepping[k]``; elsewhere p[k] - 0, which is p[k]
     bit for bit (the masked update is 0 even where the gradient is not finite)."""
     mask = MemberMask(stepping)
     for p, g in zip(params, grads):
-        p.sub_(mask.zero_frozen_(g * member_view(step_size, p)))
+        update = g * member_view(step_size, p)
+        p.sub_(update if all_step else mask.zero_frozen_(update))
 
 
 class _SquaredAccumulator(ScheduledOptimizer):
@@ -117,7 +119,7 @@ class AdaLoss(_SquaredAccumulator):
     def _update_members(self, group, params, grads, loss, stepping) -> None:
         grads = _with_weight_decay(params, grads, group["weight_decay"])
         add_loss(self._member(group, "b_squared"), loss, self._member(group, "alpha"), self._member(group, "c"))
-        _descend_members(params, grads, self._step_size(group), stepping)
+        _descend_members(params, grads, self._step_size(group), stepping, self._all_step)
 
 
 class AdaGradNorm(_SquaredAccumulator):
@@ -154,7 +156,7 @@ class AdaGradNorm(_SquaredAccumulator):
         members = self.members
         squared_norms = torch.stack([g.reshape(members, -1).square().sum(dim=1) for g in grads]).sum(dim=0)
         self._member(group, "b_squared").add_(torch.where(stepping, squared_norms, 0.0))
-        _descend_members(params, grads, self._step_size(group), stepping)
+        _descend_members(params, grads, self._step_size(group), stepping, self._all_step)
 
 
 class SGDConstant(ScheduledOptimizer):
@@ -172,7 +174,7 @@ class SGDConstant(ScheduledOptimizer):
         _descend(params, grads, self._step_size(group))
 
     def _update_members(self, group, params, grads, loss, stepping) -> None:
-        _descend_members(params, grads, self._step_size(group), stepping)
+        _descend_members(params, grads, self._step_size(group), stepping, self._all_step)
 
     def _step_size(self, group):
         if self.members is not None:
@@ -201,7 +203,7 @@ class SGDDecaySqrt(ScheduledOptimizer):
 
     def _update_members(self, group, params, grads, loss, stepping) -> None:
         self._member(group, "step").add_(stepping.to(MEMBER_DTYPE))
-        _descend_members(params, grads, self._step_size(group), stepping)
+        _descend_members(params, grads, self._step_size(group), stepping, self._all_step)
 
     def _step_size(self, group):
         if self.members is not None:

@@ -151,3 +151,25 @@ def test_adamloss_accumulator_grows_as_adalossppo_s(loop):
         param.grad = torch.ones(2, 3)
         optimizer.step(torch.tensor([0.3, 0.3]), torch.tensor([True, True]))
     assert optimizer.b == pytest.approx([1e7 + 6.0] * 2, abs=1e-3)
+
+
+def test_threads_while_learning_and_the_default():
+    """``threads`` sets torch's threads during learn() and restores them after; the default is one thread per 128
+    envs, within the cores."""
+    import torch as _torch
+
+    from rl_adaloss.batched.ppo import default_threads
+
+    assert [default_threads(k, 4, cores=2) for k in (1, 16, 32, 64, 256)] == [1, 1, 1, 2, 2]
+    assert default_threads(256, 4, cores=16) == 8 and default_threads(4096, 4, cores=16) == 16
+    seen = []
+    engine = BatchedPPO("Pendulum-v1", [0], 1, PPOSettings(n_steps=8, batch_size=8, n_epochs=1), dict(),
+                        NormalizeSettings(), "adam", "separate", {"actor": [dict(lr=1e-3)], "critic": [dict(lr=1e-3)]},
+                        total_timesteps=16, threads=1)
+    before = _torch.get_num_threads()
+    _torch.set_num_threads(2)
+    try:
+        engine.learn(on_update=lambda e: seen.append(_torch.get_num_threads()))
+        assert seen == [1, 1] and _torch.get_num_threads() == 2
+    finally:
+        _torch.set_num_threads(before)

@@ -440,9 +440,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m rl_adaloss.train",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train PPO on a swing-up task with AdamLoss (or another step-size rule) in the actor and the "
-                    "critic.\nWith no arguments: AdamLoss-PPO on Pendulum-v1, 2048-step rollouts, 1e5 steps, raw rewards, "
-                    "one optimizer\nfed the total loss, from a first step of 0.32: a setting where its step size "
-                    "adapts (rl_adaloss/configs/default.yaml).",
+                    "critic.\nWith no arguments: AdamLoss-PPO on Pendulum-v1, 2048-step rollouts, 1e5 steps, "
+                    "raw rewards, one optimizer\nfed the total loss, from a first step of 0.32: a setting where its "
+                    "step size adapts (rl_adaloss/configs/default.yaml).",
         epilog="Any config key can be set as key=value, dotted for sections: ppo.n_epochs=5, eval.freq=5000,\n"
                "optimizer.actor.alpha=0.01 (per-network override), optimizer.critic.b0=1e4, normalize.reward=false,\n"
                "optimizer.lr=lin_1e-3 (a linear schedule). The optimizer section also takes the named optimizer's own\n"

@@ -296,8 +296,8 @@ def wait_for(condition, process: subprocess.Popen, timeout: float, what: str) ->
 @pytest.mark.slow
 def test_sigterm_checkpoints_and_resume_finishes(tmp_path, capsys):
     run_dir = tmp_path / "x"
-    command = [sys.executable, "-m", "rl_adaloss.train", "--config", BASE, *TINY, "total_timesteps=100000", "checkpoint_freq=1024",
-               "--quiet", "--out-dir", str(tmp_path), "--name", "x"]
+    command = [sys.executable, "-m", "rl_adaloss.train", "--config", BASE, *TINY, "total_timesteps=100000",
+               "checkpoint_freq=1024", "--quiet", "--out-dir", str(tmp_path), "--name", "x"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
         process = subprocess.Popen(command, cwd=ROOT, stdout=stdout, stderr=stderr, env=env)

@@ -398,69 +398,6 @@ def _batch_threads(workers: int, batches: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, min(workers, batches)))
 
 
-def run_local_batches(batches: list[list[GridPoint]], workers: int, checkpoint_dir: Path,
-                      on_result: Callable[[GridPoint, dict], None]) -> None:
-    """One process per batch, ``workers`` at a time."""
-    import multiprocessing
-
-    threads = _batch_threads(workers, len(batches))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = {pool.submit(run_batch_points, [p.config for p in batch], [str(p.run_dir) for p in batch],
-                               threads, str(checkpoint_dir)): batch for batch in batches}
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    batch = pending.pop(future)
-                    try:
-                        results = future.result()
-                    except Exception as error:  # noqa: BLE001 - a worker that died; recorded, the sweep goes on
-                        reason = f"worker died: {type(error).__name__}: {error}".splitlines()[0]
-                        results = [{"status": "failed", "reason": reason}] * len(batch)
-                    for point, result in zip(batch, results):
-                        on_result(point, result)
-        except KeyboardInterrupt:
-            for future in pending:
-                future.cancel()
-            for process in list(getattr(pool, "_processes", {}).values()):
-                if process.is_alive():
-                    process.terminate()  # SIGTERM: each batch saves its checkpoint
-            raise
-
-
-def run_ray_batches(batches: list[list[GridPoint]], address: str | None, gpu_fraction: float, checkpoint_dir: Path,
-                    on_result: Callable[[GridPoint, dict], None]) -> None:
-    """One Ray task per batch (one CPU, one torch thread; a GPU fraction for ``device: cuda``), retried if a
-    worker is lost."""
-    try:
-        import ray
-    except ImportError:
-        raise UsageError("--backend ray needs Ray: pip install 'rl-adaloss[ray]'") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    try:
-        pending = {}
-        for batch in batches:
-            gpus = gpu_fraction if batch[0].config["device"] == "cuda" else 0
-            task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=3)(run_batch_points)
-            ref = task.remote([p.config for p in batch], [str(p.run_dir) for p in batch], 1, str(checkpoint_dir))
-            pending[ref] = batch
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                batch = pending.pop(ref)
-                try:
-                    results = ray.get(ref)
-                except Exception as error:  # noqa: BLE001 - lost beyond its retries; recorded
-                    results = [{"status": "failed", "reason": f"ray task failed: {type(error).__name__}"}] * len(batch)
-                for point, result in zip(batch, results):
-                    on_result(point, result)
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
 # -- backends ------------------------------------------------------------------------------------------------------
 
 class Progress:
@@ -491,26 +428,54 @@ class Progress:
         self.bar.close()
 
 
-def run_local(points: list[GridPoint], workers: int, on_result: Callable[[GridPoint, dict], None]) -> None:
-    """One process per run, ``workers`` at a time."""
+@dataclass(frozen=True)
+class Job:
+    """What one worker process or Ray task runs: ``function(*args)``, which returns one result per point."""
+
+    function: Callable[..., list[dict[str, Any]]]
+    args: tuple
+    points: list[GridPoint]
+
+
+def run_points(configs: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[str, Any]]:
+    """The ``sb3`` engine's job: each point its own ``rl_adaloss.train`` run (a job holds one point)."""
+    return [run_point(config, run_dir) for config, run_dir in zip(configs, run_dirs)]
+
+
+def sb3_jobs(todo: list[GridPoint]) -> list[Job]:
+    return [Job(run_points, ([p.config], [str(p.run_dir)]), [p]) for p in todo]
+
+
+def batched_jobs(batches: list[list[GridPoint]], threads: int, checkpoint_dir: Path) -> list[Job]:
+    return [Job(run_batch_points, ([p.config for p in batch], [str(p.run_dir) for p in batch], threads,
+                                   str(checkpoint_dir)), batch) for batch in batches]
+
+
+def _failed(job: Job, reason: str) -> list[dict[str, Any]]:
+    return [{"status": "failed", "reason": reason.splitlines()[0]}] * len(job.points)
+
+
+def run_local(jobs: list[Job], workers: int, on_result: Callable[[GridPoint, dict], None]) -> None:
+    """One process per job, ``workers`` at a time."""
     import multiprocessing
 
     # Spawn, not fork: a forked torch can deadlock, and each run should start from a clean interpreter.
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = {pool.submit(run_point, p.config, str(p.run_dir)): p for p in points}
+        pending = {pool.submit(job.function, *job.args): job for job in jobs}
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    point = pending.pop(future)
+                    job = pending.pop(future)
                     try:
-                        result = future.result()
+                        results = future.result()
                     except Exception as error:  # noqa: BLE001 - a worker that died; recorded, the sweep goes on
-                        result = {"status": "failed", "reason": f"worker died: {type(error).__name__}: {error}"}
-                    on_result(point, result)
+                        results = _failed(job, f"worker died: {type(error).__name__}: {error}")
+                    for point, result in zip(job.points, results):
+                        on_result(point, result)
         except KeyboardInterrupt:
             # Ctrl-C reaches the workers too, but a SIGTERM to the sweep alone does not: pass it on, so that every
-            # running run saves a checkpoint, and start no new one.
+            # running run (or batch) saves a checkpoint, and start no new one.
             for future in pending:
                 future.cancel()
             for process in list(getattr(pool, "_processes", {}).values()):
@@ -519,10 +484,10 @@ def run_local(points: list[GridPoint], workers: int, on_result: Callable[[GridPo
             raise
 
 
-def run_ray(points: list[GridPoint], address: str | None, gpu_fraction: float,
+def run_ray(jobs: list[Job], address: str | None, gpu_fraction: float,
             on_result: Callable[[GridPoint, dict], None]) -> None:
-    """The same run function as Ray tasks: one CPU each, a GPU fraction for ``device: cuda``, retried if a worker
-    is lost. Run directories must be on storage that every node sees (the --out-dir)."""
+    """The same jobs as Ray tasks: one CPU each, a GPU fraction for ``device: cuda``, retried if a worker is lost.
+    Run directories must be on storage that every node sees (the --out-dir)."""
     try:
         import ray
     except ImportError:
@@ -532,19 +497,20 @@ def run_ray(points: list[GridPoint], address: str | None, gpu_fraction: float,
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         pending = {}
-        for point in points:
-            gpus = gpu_fraction if point.config["device"] == "cuda" else 0
-            task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=3)(run_point)
-            pending[task.remote(point.config, str(point.run_dir))] = point
+        for job in jobs:
+            gpus = gpu_fraction if job.points[0].config["device"] == "cuda" else 0
+            task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=3)(job.function)
+            pending[task.remote(*job.args)] = job
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                point = pending.pop(ref)
+                job = pending.pop(ref)
                 try:
-                    result = ray.get(ref)
+                    results = ray.get(ref)
                 except Exception as error:  # noqa: BLE001 - lost beyond its retries; recorded
-                    result = {"status": "failed", "reason": f"ray task failed: {type(error).__name__}"}
-                on_result(point, result)
+                    results = _failed(job, f"ray task failed: {type(error).__name__}")
+                for point, result in zip(job.points, results):
+                    on_result(point, result)
     finally:
         if started_here:
             ray.shutdown()
@@ -587,17 +553,17 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
     write_index(sweep, points, out_dir)
     try:
         while todo:
-            gpu_fraction = float(sweep.get("ray_gpu_fraction", 0.25))
             if engine == "batched":
                 batches = plan_batches(points, todo, workers)
-                if backend == "ray":
-                    run_ray_batches(batches, address, gpu_fraction, checkpoint_dir, on_result)
-                else:
-                    run_local_batches(batches, workers, checkpoint_dir, on_result)
-            elif backend == "ray":
-                run_ray(todo, address, gpu_fraction, on_result)
+                # A Ray task has one CPU; local batches share the cores.
+                threads = 1 if backend == "ray" else _batch_threads(workers, len(batches))
+                jobs = batched_jobs(batches, threads, checkpoint_dir)
             else:
-                run_local(todo, workers, on_result)
+                jobs = sb3_jobs(todo)
+            if backend == "ray":
+                run_ray(jobs, address, float(sweep.get("ray_gpu_fraction", 0.25)), on_result)
+            else:
+                run_local(jobs, workers, on_result)
             if busy and bar is not None:
                 bar.write(f"waiting for {len(busy)} runs that another process is running")
             for point in busy:

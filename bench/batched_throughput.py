@@ -65,10 +65,10 @@ def _train_batch(configs: list[dict], threads: int) -> dict:
 
     torch.set_num_threads(threads)
     engine = build_engine(configs)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     engine.learn()
-    wall = time.perf_counter() - started
-    return dict(members=len(configs), steps_per_member=engine.num_timesteps, wall_s=wall,
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return dict(members=len(configs), steps_per_member=engine.num_timesteps, wall_s=wall, cpu_s=cpu,
                 env_steps=engine.num_timesteps * len(configs), peak_rss_mb=_peak_rss_mb(),
                 diverged=sum(d is not None for d in engine.diverged_at))
 
@@ -79,7 +79,8 @@ def one_scaling(config: str, members: int, steps: int, threads: int) -> dict:
 
     configs = [load_config(config, [f"seed={seed}", f"total_timesteps={steps}"]) for seed in range(members)]
     out = _train_batch(configs, threads)
-    out.update(threads=threads, env_steps_per_s=out["env_steps"] / out["wall_s"])
+    out.update(threads=threads, env_steps_per_s=out["env_steps"] / out["wall_s"],
+               env_steps_per_cpu_s=out["env_steps"] / out["cpu_s"])
     return out
 
 
@@ -184,13 +185,16 @@ def run_scaling(args) -> None:
                                  "--threads", str(threads), code=code)
                     results.setdefault((k, threads, c), []).append(row)
                     print(f"  repeat {repeat + 1} K={k:4d} threads={threads} code={code or ROOT}: "
-                          f"{row['env_steps_per_s']:8.0f} env-steps/s (wall {row['wall_s']:.1f} s)", flush=True)
-    print(f"{'code':>20} {'K':>5} {'threads':>7} {'env-steps/s':>12} {'per member':>11} {'peak RSS MB':>12}   "
-          f"(median of {args.repeats})")
+                          f"{row['env_steps_per_s']:8.0f} env-steps/s (wall {row['wall_s']:.1f} s, "
+                          f"{row['env_steps_per_cpu_s']:8.0f} per CPU-second)", flush=True)
+    print(f"{'code':>20} {'K':>5} {'threads':>7} {'env-steps/s':>12} {'per member':>11} {'per CPU-s':>10} "
+          f"{'peak RSS MB':>12}   (median of {args.repeats}; per CPU-second: env-steps per second of this "
+          f"process's CPU time, less sensitive to other load with one thread)")
     for (k, threads, c), rows in sorted(results.items()):
         rate = statistics.median(r["env_steps_per_s"] for r in rows)
+        cpu_rate = statistics.median(r["env_steps_per_cpu_s"] for r in rows)
         name = str(codes[c] or ROOT)[-20:]
-        print(f"{name:>20} {k:5d} {threads:7d} {rate:12.0f} {rate / k:11.1f} "
+        print(f"{name:>20} {k:5d} {threads:7d} {rate:12.0f} {rate / k:11.1f} {cpu_rate:10.0f} "
               f"{max(r['peak_rss_mb'] for r in rows):12d}")
     print(_uptime(), flush=True)
 

@@ -28,7 +28,7 @@ def test_steps_match_gymnasium_with_autoreset_termination_and_truncation(cls, st
     agree to 1e-6 over whole episodes (the states are set only at episode starts); after each autoreset, the
     gymnasium env is moved to the batched env's new episode start."""
     batched = cls(seeds=[0, 1], n_envs=N)
-    obs = batched.reset()
+    batched.reset()
     vec = [make_vec_env(cls.env_id, n_envs=N, seed=k) for k in range(K)]
     for k in range(K):
         vec[k].reset()

@@ -28,7 +28,9 @@ def _follow(vec, batched, k):
         base.state = batched.state[k, i].numpy().copy()
 
 
-@pytest.mark.parametrize("cls,steps", [(BatchedPendulum, 420), (BatchedCartPoleSwingUp, 300)], ids=["pendulum", "cartpole"])
+@pytest.mark.parametrize(
+    "cls,steps", [(BatchedPendulum, 420), (BatchedCartPoleSwingUp, 300)], ids=["pendulum", "cartpole"]
+)
 def test_vecnormalize_matches_sb3(cls, steps):
     settings = NormalizeSettings(obs=True, reward=True, clip_obs=5.0, clip_reward=3.0, gamma=0.9)
     batched = BatchedVecNormalize(cls(seeds=[0, 1], n_envs=N), settings)
@@ -55,8 +57,9 @@ def test_vecnormalize_matches_sb3(cls, steps):
             np.testing.assert_allclose(result.reward[k].numpy(), rewards, rtol=1e-5, atol=1e-5)
             for i, info in enumerate(infos):
                 if dones[i]:
-                    np.testing.assert_allclose(result.terminal_obs[k, i].numpy(), info["terminal_observation"],
-                                               rtol=1e-5, atol=1e-5)
+                    np.testing.assert_allclose(
+                        result.terminal_obs[k, i].numpy(), info["terminal_observation"], rtol=1e-5, atol=1e-5
+                    )
             np.testing.assert_allclose(batched.obs_rms.mean[k].numpy(), norm.obs_rms.mean, rtol=1e-6, atol=1e-8)
             np.testing.assert_allclose(batched.obs_rms.var[k].numpy(), norm.obs_rms.var, rtol=1e-5, atol=1e-8)
             np.testing.assert_allclose(float(batched.ret_rms.var[k]), norm.ret_rms.var, rtol=1e-5)
@@ -81,9 +84,18 @@ def test_rollout_bootstraps_truncated_episodes_from_the_terminal_value():
     """Pendulum truncates every env at its 200th step: there, the stored reward is the normalized reward plus gamma
     times the value of the (normalized) terminal observation; elsewhere it is the normalized reward."""
     ppo = PPOSettings(n_steps=120, batch_size=60, n_epochs=1, gamma=0.9)
-    engine = BatchedPPO("Pendulum-v1", [0, 1], 2, ppo, {}, NormalizeSettings(obs=True, reward=True, gamma=0.9),
-                        "adam", "separate", {"actor": [dict(lr=1e-3)] * 2, "critic": [dict(lr=1e-3)] * 2},
-                        total_timesteps=10_000)
+    engine = BatchedPPO(
+        "Pendulum-v1",
+        [0, 1],
+        2,
+        ppo,
+        {},
+        NormalizeSettings(obs=True, reward=True, gamma=0.9),
+        "adam",
+        "separate",
+        {"actor": [dict(lr=1e-3)] * 2, "critic": [dict(lr=1e-3)] * 2},
+        total_timesteps=10_000,
+    )
     engine.collect_rollouts()
     results = []
     original = engine.env.step

@@ -33,7 +33,7 @@ def perturbed_sb3(batched: BatchedActorCritic, seed: int):
     torch.manual_seed(seed)
     policy = batched.sb3_policy()
     with torch.no_grad():
-        for name, param in policy.named_parameters():
+        for param in policy.parameters():
             param.add_(0.3 * torch.randn_like(param))
     return policy
 

@@ -19,8 +19,8 @@ states.)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -33,11 +33,11 @@ __all__ = ["BatchedEnv", "BatchedPendulum", "BatchedCartPoleSwingUp", "StepResul
 
 @dataclass
 class StepResult:
-    obs: Tensor            # (K, n) float32: after autoreset, the new episode's first observation where done
-    reward: Tensor         # (K, n) float32
-    terminated: Tensor     # (K, n) bool
-    truncated: Tensor      # (K, n) bool
-    terminal_obs: Tensor   # (K, n, obs_dim) float32: the finished episode's last observation (where done)
+    obs: Tensor  # (K, n) float32: after autoreset, the new episode's first observation where done
+    reward: Tensor  # (K, n) float32
+    terminated: Tensor  # (K, n) bool
+    truncated: Tensor  # (K, n) bool
+    terminal_obs: Tensor  # (K, n, obs_dim) float32: the finished episode's last observation (where done)
 
     @property
     def done(self) -> Tensor:
@@ -127,7 +127,7 @@ class BatchedPendulum(BatchedEnv):
     obs_dim = 3
     action_low, action_high = -2.0, 2.0
     max_episode_steps = 200
-    max_speed, max_torque, dt, g, m, l = 8.0, 2.0, 0.05, 10.0, 1.0, 1.0
+    max_speed, max_torque, dt, g, m, l = 8.0, 2.0, 0.05, 10.0, 1.0, 1.0  # noqa: E741 - gymnasium's names
     #: Bounds of the observation, for reference: (cos, sin, theta_dot).
     obs_high = (1.0, 1.0, 8.0)
 
@@ -181,13 +181,24 @@ class BatchedCartPoleSwingUp(BatchedEnv):
         x, x_dot, theta, theta_dot = state.unbind(-1)
         force = self.force_mag * action[..., 0].to(torch.float64).clamp(-1.0, 1.0)
         s, c = torch.sin(theta), torch.cos(theta)
-        m_p, g, M, b, l, mpl = self.mass_pole, self.gravity, self.total_mass, self.friction, self.pole_length, self.mpl
+        m_p, g, M, b, l, mpl = (  # noqa: E741 - the model's symbols
+            self.mass_pole, self.gravity, self.total_mass, self.friction, self.pole_length, self.mpl
+        )
         x_acc = (-2.0 * mpl * theta_dot**2 * s + 3.0 * m_p * g * s * c + 4.0 * force - 4.0 * b * x_dot) / (
-            4.0 * M - 3.0 * m_p * c**2)
+            4.0 * M - 3.0 * m_p * c**2
+        )
         theta_acc = (-3.0 * mpl * theta_dot**2 * s * c + 6.0 * M * g * s + 6.0 * (force - b * x_dot) * c) / (
-            4.0 * l * M - 3.0 * mpl * c**2)
-        new = torch.stack([x + self.dt * x_dot, x_dot + self.dt * x_acc,
-                           theta + self.dt * theta_dot, theta_dot + self.dt * theta_acc], dim=-1)
+            4.0 * l * M - 3.0 * mpl * c**2
+        )
+        new = torch.stack(
+            [
+                x + self.dt * x_dot,
+                x_dot + self.dt * x_acc,
+                theta + self.dt * theta_dot,
+                theta_dot + self.dt * theta_acc,
+            ],
+            dim=-1,
+        )
         reward = 0.5 * (1.0 + torch.cos(new[..., 2]))
         terminated = new[..., 0].abs() > self.x_threshold
         return new, reward, terminated
@@ -204,6 +215,8 @@ BATCHED_ENVS: dict[str, type[BatchedEnv]] = {cls.env_id: cls for cls in (Batched
 def make_batched_env(env_id: str, seeds: Sequence[int], n_envs: int, device: str | torch.device = "cpu") -> BatchedEnv:
     """The batched version of ``env_id``; a :class:`UsageError` for an env that has none yet."""
     if env_id not in BATCHED_ENVS:
-        raise UsageError(f"env: the batched engine has no batched version of {env_id!r} "
-                         f"(it has: {', '.join(BATCHED_ENVS)}); run it with rl_adaloss.sweep instead")
+        raise UsageError(
+            f"env: the batched engine has no batched version of {env_id!r} "
+            f"(it has: {', '.join(BATCHED_ENVS)}); run it with rl_adaloss.sweep instead"
+        )
     return BATCHED_ENVS[env_id](seeds, n_envs, device)

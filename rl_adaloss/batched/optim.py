@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -53,8 +54,9 @@ class MemberOptimizer:
     """The optimizer of one role for K members. ``kwargs`` is one dict of constructor arguments per member (with
     ``lr``), as ``SeparateOptimizersPolicy`` would build it for that member's run."""
 
-    def __init__(self, name: str, params: Sequence[nn.Parameter], kwargs: Sequence[dict[str, Any]],
-                 force_loop: bool = False) -> None:
+    def __init__(
+        self, name: str, params: Sequence[nn.Parameter], kwargs: Sequence[dict[str, Any]], force_loop: bool = False
+    ) -> None:
         self.name = name
         self.params = list(params)
         self.members = len(kwargs)
@@ -63,7 +65,9 @@ class MemberOptimizer:
             for key in _ADAM_REFUSED:
                 if any(k.get(key) for k in kwargs):
                     raise UsageError(f"optimizer.{key}: not supported by the batched engine")
-        self.member_axis = not force_loop and (has_member_axis(AdamLoss) if name == "adam" else has_member_axis(self.cls))
+        self.member_axis = not force_loop and (
+            has_member_axis(AdamLoss) if name == "adam" else has_member_axis(self.cls)
+        )
         if self.member_axis:
             self.optimizer = self._member_axis_optimizer(kwargs)
         else:
@@ -82,14 +86,24 @@ class MemberOptimizer:
                 merged[key] = values[0]
         if self.name == "adam":
             # torch's Adam, with its own defaults (AdamLoss's betas are the paper's (0.9, 0.99)).
-            adam = dict(betas=tuple(merged.get("betas", (0.9, 0.999))), eps=merged.get("eps", 1e-8),
-                        weight_decay=merged.get("weight_decay", 0.0))
+            adam = dict(
+                betas=tuple(merged.get("betas", (0.9, 0.999))),
+                eps=merged.get("eps", 1e-8),
+                weight_decay=merged.get("weight_decay", 0.0),
+            )
             from rl_adaloss.optim import adam as adam_module
 
             if hasattr(adam_module, "member_adam"):
                 return adam_module.member_adam(self.params, members=self.members, lr=merged["lr"], **adam)
-            return AdamLoss(self.params, lr=1.0, alpha=0.0, c=0.0, b0=[1.0 / lr**2 for lr in merged["lr"]],
-                            members=self.members, **adam)
+            return AdamLoss(
+                self.params,
+                lr=1.0,
+                alpha=0.0,
+                c=0.0,
+                b0=[1.0 / lr**2 for lr in merged["lr"]],
+                members=self.members,
+                **adam,
+            )
         return self.cls(self.params, members=self.members, **merged)
 
     def zero_grad(self) -> None:
@@ -125,8 +139,10 @@ class MemberOptimizer:
         """Per member, the step size of the most recent step (torch's Adam: its lr)."""
         if self.member_axis:
             return [float(v) for v in self.optimizer.effective_lr[0]]
-        return [float(o.effective_lr[0]) if hasattr(o, "effective_lr") else float(o.param_groups[0]["lr"])
-                for o in self.optimizers]
+        return [
+            float(o.effective_lr[0]) if hasattr(o, "effective_lr") else float(o.param_groups[0]["lr"])
+            for o in self.optimizers
+        ]
 
     @property
     def b(self) -> list[float] | None:
@@ -145,8 +161,16 @@ class MemberOptimizer:
             out = []
             for p in self.params:
                 state = self.optimizer.state[p]
-                out.append({key: (value[k] if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == self.members
-                                  else value) for key, value in state.items()})
+                out.append(
+                    {
+                        key: (
+                            value[k]
+                            if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == self.members
+                            else value
+                        )
+                        for key, value in state.items()
+                    }
+                )
             return out
         optimizer = self.optimizers[k]
         return [dict(optimizer.state[view]) for view in self.views[k]]

@@ -25,7 +25,7 @@ Each member draws its noise from its own counter-based stream (:class:`rl_adalos
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -35,10 +35,22 @@ from rl_adaloss.errors import UsageError
 
 __all__ = ["BatchedActorCritic", "ACTIVATIONS"]
 
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "elu": nn.functional.elu,
-               "leaky_relu": nn.functional.leaky_relu, "gelu": nn.functional.gelu, "silu": nn.functional.silu}
-_ACTIVATION_MODULES = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU,
-                       "silu": nn.SiLU}
+ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "elu": nn.functional.elu,
+    "leaky_relu": nn.functional.leaky_relu,
+    "gelu": nn.functional.gelu,
+    "silu": nn.functional.silu,
+}
+_ACTIVATION_MODULES = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 _SDE_EPSILON = 1e-6
 
@@ -62,11 +74,23 @@ def _member_bmm(x: Tensor, matrix: Tensor, bias: Tensor | None = None, transpose
 class BatchedActorCritic:
     """K members' actor-critic MLPs; ``params`` maps SB3's parameter names to member-stacked tensors."""
 
-    def __init__(self, seeds: Sequence[int], observation_space, action_space, net_arch=(64, 64),
-                 activation_fn: str = "tanh", ortho_init: bool = True, log_std_init: float = 0.0,
-                 use_sde: bool = False, full_std: bool = True, use_expln: bool = False, squash_output: bool = False,
-                 share_features_extractor: bool = True, noise_seeds: Sequence[int] | None = None,
-                 device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        seeds: Sequence[int],
+        observation_space,
+        action_space,
+        net_arch=(64, 64),
+        activation_fn: str = "tanh",
+        ortho_init: bool = True,
+        log_std_init: float = 0.0,
+        use_sde: bool = False,
+        full_std: bool = True,
+        use_expln: bool = False,
+        squash_output: bool = False,
+        share_features_extractor: bool = True,
+        noise_seeds: Sequence[int] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
         from gymnasium import spaces
 
         if not isinstance(action_space, spaces.Box):
@@ -80,10 +104,16 @@ class BatchedActorCritic:
         self.use_sde, self.full_std, self.use_expln = use_sde, full_std, use_expln
         self.activation = ACTIVATIONS[activation_fn]
         self.action_dim = int(action_space.shape[0])
-        self.sb3_kwargs = dict(net_arch=list(net_arch) if not isinstance(net_arch, dict) else dict(net_arch),
-                               activation_fn=_ACTIVATION_MODULES[activation_fn], ortho_init=ortho_init,
-                               log_std_init=log_std_init, use_sde=use_sde, full_std=full_std, use_expln=use_expln,
-                               share_features_extractor=share_features_extractor)
+        self.sb3_kwargs = dict(
+            net_arch=list(net_arch) if not isinstance(net_arch, dict) else dict(net_arch),
+            activation_fn=_ACTIVATION_MODULES[activation_fn],
+            ortho_init=ortho_init,
+            log_std_init=log_std_init,
+            use_sde=use_sde,
+            full_std=full_std,
+            use_expln=use_expln,
+            share_features_extractor=share_features_extractor,
+        )
         self.observation_space, self.action_space = observation_space, action_space
         # Member k's initial weights: an SB3 policy built right after torch.manual_seed(seeds[k]).
         states = []
@@ -93,7 +123,8 @@ class BatchedActorCritic:
                 states.append(self.sb3_policy().state_dict())
         self.names = list(states[0])
         self.params: dict[str, nn.Parameter] = {
-            name: nn.Parameter(torch.stack([s[name] for s in states]).to(self.device)) for name in self.names}
+            name: nn.Parameter(torch.stack([s[name] for s in states]).to(self.device)) for name in self.names
+        }
         self.pi_layers = self._layers("mlp_extractor.policy_net")
         self.vf_layers = self._layers("mlp_extractor.value_net")
         self.rng = MemberRNG(noise_seeds if noise_seeds is not None else seeds, "noise", self.device)
@@ -122,18 +153,25 @@ class BatchedActorCritic:
             state[name].copy_(self.params[name][k])
 
     def _layers(self, prefix: str) -> list[tuple[nn.Parameter, nn.Parameter]]:
-        indices = sorted({int(name[len(prefix) + 1:].split(".")[0]) for name in self.names if name.startswith(prefix + ".")})
+        indices = sorted(
+            {int(name[len(prefix) + 1 :].split(".")[0]) for name in self.names if name.startswith(prefix + ".")}
+        )
         return [(self.params[f"{prefix}.{i}.weight"], self.params[f"{prefix}.{i}.bias"]) for i in indices]
 
     # -- parameters by network (SeparateOptimizersPolicy's split and order) -------------------------------------
 
     def actor_parameters(self) -> list[nn.Parameter]:
-        return [p for w, b in self.pi_layers for p in (w, b)] + [self.params["action_net.weight"],
-                                                                 self.params["action_net.bias"], self.params["log_std"]]
+        return [p for w, b in self.pi_layers for p in (w, b)] + [
+            self.params["action_net.weight"],
+            self.params["action_net.bias"],
+            self.params["log_std"],
+        ]
 
     def critic_parameters(self) -> list[nn.Parameter]:
-        return [p for w, b in self.vf_layers for p in (w, b)] + [self.params["value_net.weight"],
-                                                                 self.params["value_net.bias"]]
+        return [p for w, b in self.vf_layers for p in (w, b)] + [
+            self.params["value_net.weight"],
+            self.params["value_net.bias"],
+        ]
 
     def parameters(self) -> list[nn.Parameter]:
         """All parameters, in SB3's ``policy.parameters()`` order."""
@@ -208,8 +246,12 @@ class BatchedActorCritic:
         """SB3's ``evaluate_actions``: values, log-prob and entropy (each (K, B)), plus per-member validity (K,)."""
         latent_pi, latent_vf = self.latents(obs)
         mean, scale = self.distribution(latent_pi)
-        return (self.value_from_latent(latent_vf), self.log_prob(actions, mean, scale), self.entropy(scale),
-                self.valid(mean, scale))
+        return (
+            self.value_from_latent(latent_vf),
+            self.log_prob(actions, mean, scale),
+            self.entropy(scale),
+            self.valid(mean, scale),
+        )
 
     # -- acting -----------------------------------------------------------------------------------------------
 

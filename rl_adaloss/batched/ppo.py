@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,8 +38,7 @@ from rl_adaloss.batched.policy import BatchedActorCritic
 from rl_adaloss.batched.rng import MemberRNG
 from rl_adaloss.errors import UsageError
 
-__all__ = ["BatchedPPO", "BatchedVecNormalize", "RunningMeanStd", "PPOSettings", "NormalizeSettings",
-           "default_threads"]
+__all__ = ["BatchedPPO", "BatchedVecNormalize", "RunningMeanStd", "PPOSettings", "NormalizeSettings", "default_threads"]
 
 
 def default_threads(members: int, n_envs: int, cores: int | None = None) -> int:
@@ -55,11 +55,13 @@ def default_threads(members: int, n_envs: int, cores: int | None = None) -> int:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, members * n_envs // 128))
 
+
 #: As rl_adaloss.train: the evaluation env's seed is the training seed plus this.
 EVAL_SEED_OFFSET = 10_000
 
 
 # -- VecNormalize ---------------------------------------------------------------------------------------------------
+
 
 class RunningMeanStd:
     """SB3's ``RunningMeanStd`` for K members: float64 mean/var of shape (K, *shape), counts (K,) from 1e-4."""
@@ -114,7 +116,9 @@ class BatchedVecNormalize:
     def normalize_reward(self, reward: Tensor) -> Tensor:
         if self.settings.reward:
             clip = self.settings.clip_reward
-            reward = torch.clamp(reward / torch.sqrt(self.ret_rms.var.unsqueeze(1) + self.settings.epsilon), -clip, clip)
+            reward = torch.clamp(
+                reward / torch.sqrt(self.ret_rms.var.unsqueeze(1) + self.settings.epsilon), -clip, clip
+            )
         return reward.to(torch.float32)
 
     def reset(self) -> Tensor:
@@ -137,13 +141,14 @@ class BatchedVecNormalize:
         self.returns[result.done] = 0
         return StepResult(obs, reward, result.terminated, result.truncated, terminal)
 
-    def freeze_copy_stats_from(self, other: "BatchedVecNormalize") -> None:
+    def freeze_copy_stats_from(self, other: BatchedVecNormalize) -> None:
         """SB3's ``sync_envs_normalization``: the evaluation env takes the training env's observation statistics."""
         self.obs_rms.mean, self.obs_rms.var = other.obs_rms.mean.clone(), other.obs_rms.var.clone()
         self.obs_rms.count = other.obs_rms.count.clone()
 
 
 # -- the settings -----------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class PPOSettings:
@@ -194,16 +199,29 @@ class UpdateStats:
     values: dict[str, list[float]] = field(default_factory=dict)
 
 
-# -- the engine ---------------------------------------------------------------------------------------------------------
+# -- the engine ------------------------------------------------------------------------------------------------
+
 
 class BatchedPPO:
     """K ``AdaLossPPO`` members in lockstep. ``optimizer`` is the rule's name, ``layout`` ``separate`` or ``joint``,
     and ``optimizer_kwargs[role][k]`` member k's constructor arguments for role ``actor``/``critic`` (``joint``)."""
 
-    def __init__(self, env_id: str, seeds: Sequence[int], n_envs: int, ppo: PPOSettings, policy_kwargs: dict[str, Any],
-                 normalize: NormalizeSettings, optimizer: str, layout: str,
-                 optimizer_kwargs: dict[str, Sequence[dict[str, Any]]], total_timesteps: int,
-                 device: str = "cpu", force_loop_optimizer: bool = False, threads: int | str | None = None) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        seeds: Sequence[int],
+        n_envs: int,
+        ppo: PPOSettings,
+        policy_kwargs: dict[str, Any],
+        normalize: NormalizeSettings,
+        optimizer: str,
+        layout: str,
+        optimizer_kwargs: dict[str, Sequence[dict[str, Any]]],
+        total_timesteps: int,
+        device: str = "cpu",
+        force_loop_optimizer: bool = False,
+        threads: int | str | None = None,
+    ) -> None:
         import gymnasium
 
         import envs  # noqa: F401
@@ -225,9 +243,15 @@ class BatchedPPO:
         finally:
             probe.close()
         self.env = BatchedVecNormalize(make_batched_env(env_id, self.seeds, n_envs, device), normalize)
-        self.policy = BatchedActorCritic(self.seeds, observation_space, action_space, use_sde=ppo.use_sde,
-                                         noise_seeds=[s + 1_000_003 for s in self.seeds], device=device,
-                                         **policy_kwargs)
+        self.policy = BatchedActorCritic(
+            self.seeds,
+            observation_space,
+            action_space,
+            use_sde=ppo.use_sde,
+            noise_seeds=[s + 1_000_003 for s in self.seeds],
+            device=device,
+            **policy_kwargs,
+        )
         self.action_low = torch.as_tensor(action_space.low, device=self.device)
         self.action_high = torch.as_tensor(action_space.high, device=self.device)
         if layout == "separate":
@@ -236,8 +260,10 @@ class BatchedPPO:
             roles = {"joint": self.policy.parameters()}
         else:
             raise UsageError(f"optimizer.layout: expected separate or joint, got {layout!r}")
-        self.optimizers = {role: MemberOptimizer(optimizer, params, optimizer_kwargs[role], force_loop_optimizer)
-                           for role, params in roles.items()}
+        self.optimizers = {
+            role: MemberOptimizer(optimizer, params, optimizer_kwargs[role], force_loop_optimizer)
+            for role, params in roles.items()
+        }
         self.clip_range = _schedule(ppo.clip_range)
         self.clip_range_vf = _schedule(ppo.clip_range_vf)
         self.permutation_rng = MemberRNG(self.seeds, "permutation", self.device)
@@ -277,12 +303,14 @@ class BatchedPPO:
             self.last_episode_starts = torch.ones(K, n, dtype=torch.float32, device=self.device)
         obs_dim = self.last_obs.shape[-1]
         A = self.policy.action_dim
-        buf = Rollout(obs=torch.zeros(K, T, n, obs_dim, device=self.device),
-                      actions=torch.zeros(K, T, n, A, device=self.device),
-                      rewards=torch.zeros(K, T, n, device=self.device),
-                      episode_starts=torch.zeros(K, T, n, device=self.device),
-                      values=torch.zeros(K, T, n, device=self.device),
-                      log_probs=torch.zeros(K, T, n, device=self.device))
+        buf = Rollout(
+            obs=torch.zeros(K, T, n, obs_dim, device=self.device),
+            actions=torch.zeros(K, T, n, A, device=self.device),
+            rewards=torch.zeros(K, T, n, device=self.device),
+            episode_starts=torch.zeros(K, T, n, device=self.device),
+            values=torch.zeros(K, T, n, device=self.device),
+            log_probs=torch.zeros(K, T, n, device=self.device),
+        )
         if self.ppo.use_sde:
             self.policy.reset_noise(n)
         for step in range(T):
@@ -290,8 +318,9 @@ class BatchedPPO:
                 self.policy.reset_noise(n)
             actions, values, log_probs, valid = self.policy.act(self.last_obs)
             if not bool(valid.all()):
-                self._diverge(~valid, "the action distribution became invalid (a NaN mean, or a NaN, infinite or "
-                                      "zero scale)")
+                self._diverge(
+                    ~valid, "the action distribution became invalid (a NaN mean, or a NaN, infinite or zero scale)"
+                )
             clipped = torch.clamp(actions, self.action_low, self.action_high)
             result = self.env.step(clipped)
             self.num_timesteps += n
@@ -345,8 +374,15 @@ class BatchedPPO:
         return x.transpose(1, 2).reshape(K, n * T, *x.shape[3:])
 
     #: The per-minibatch records (SB3's ``train/*``), in the order of the rows of the update's sums.
-    RECORDS = ("policy_gradient_loss", "value_loss", "entropy_loss", "actor_loss", "critic_loss", "clip_fraction",
-               "approx_kl")
+    RECORDS = (
+        "policy_gradient_loss",
+        "value_loss",
+        "entropy_loss",
+        "actor_loss",
+        "critic_loss",
+        "clip_fraction",
+        "approx_kl",
+    )
 
     def train(self, permutations: Callable[[int], Tensor] | None = None) -> None:
         """One PPO update of every live member on ``self.rollout`` (``AdaLossPPO.train``, term for term).
@@ -363,9 +399,11 @@ class BatchedPPO:
         clip_range = self.clip_range(progress)
         clip_range_vf = self.clip_range_vf(progress) if self.clip_range_vf is not None else None
         obs_dim, action_dim = buf.obs.shape[-1], buf.actions.shape[-1]
-        packed = torch.cat([self._flatten(buf.obs), self._flatten(buf.actions)]
-                           + [self._flatten(x).unsqueeze(-1) for x in (buf.values, buf.log_probs, buf.advantages,
-                                                                       buf.returns)], dim=-1)
+        packed = torch.cat(
+            [self._flatten(buf.obs), self._flatten(buf.actions)]
+            + [self._flatten(x).unsqueeze(-1) for x in (buf.values, buf.log_probs, buf.advantages, buf.returns)],
+            dim=-1,
+        )
         N, D = packed.shape[1], packed.shape[2]
         rows = packed.reshape(K * N, D)
         member_offsets = (torch.arange(K, device=self.device) * N).unsqueeze(1)
@@ -385,17 +423,20 @@ class BatchedPPO:
             for start in range(0, N, B):
                 if not bool(active.any()):
                     break
-                mb = shuffled[:, start:start + B]
+                mb = shuffled[:, start : start + B]
                 obs, actions = mb[..., :obs_dim].contiguous(), mb[..., obs_dim:a0]
-                old_values, old_log_prob, advantages, returns = mb[..., a0:a0 + 4].unbind(-1)
+                old_values, old_log_prob, advantages, returns = mb[..., a0 : a0 + 4].unbind(-1)
                 values, log_prob, entropy, valid = self.policy.evaluate_actions(obs, actions)
                 if not bool(valid[active].all()):
-                    self._diverge(active & ~valid, "the action distribution became invalid (a NaN mean, or a NaN, "
-                                                   "infinite or zero scale)")
+                    self._diverge(
+                        active & ~valid,
+                        "the action distribution became invalid (a NaN mean, or a NaN, infinite or zero scale)",
+                    )
                     active = active & valid
                 if self.ppo.normalize_advantage and advantages.shape[1] > 1:
                     advantages = (advantages - advantages.mean(dim=1, keepdim=True)) / (
-                        advantages.std(dim=1, keepdim=True) + 1e-8)
+                        advantages.std(dim=1, keepdim=True) + 1e-8
+                    )
                 ratio = torch.exp(log_prob - old_log_prob)
                 policy_loss_1 = advantages * ratio
                 policy_loss_2 = advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
@@ -414,8 +455,9 @@ class BatchedPPO:
                     log_ratio = log_prob - old_log_prob
                     approx_kl = torch.mean((torch.exp(log_ratio) - 1) - log_ratio, dim=1)
                     # AdaLossPPO records the losses (and checks them for NaN) before target_kl's break.
-                    records = torch.stack([policy_loss, value_loss, entropy_loss, actor_loss, critic_loss,
-                                           clip_fraction, approx_kl])
+                    records = torch.stack(
+                        [policy_loss, value_loss, entropy_loss, actor_loss, critic_loss, clip_fraction, approx_kl]
+                    )
                     sums += torch.where(active, records, 0.0)
                     recorded = True
                 counts += active.float()
@@ -452,7 +494,7 @@ class BatchedPPO:
         stats: dict[str, list[float]] = {}
         for role, optimizer in self.optimizers.items():
             lr, b = optimizer.effective_lr, optimizer.b
-            for name in (["actor", "critic"] if role == "joint" else [role]):
+            for name in ["actor", "critic"] if role == "joint" else [role]:
                 stats[f"{name}_effective_lr"] = lr
                 if b is not None:
                     stats[f"{name}_b"] = b
@@ -461,18 +503,20 @@ class BatchedPPO:
 
 # -- evaluation and the training loop ----------------------------------------------------------------------------
 
+
 class BatchedEvaluator:
     """SB3's ``evaluate_policy(deterministic=True)`` on a separately seeded env per member (seed + 10000), with the
     training env's observation statistics frozen in it and raw rewards. The ``episodes`` episodes of an evaluation
     run side by side (one env each, all reset at the start as evaluate_policy resets its env); an env's first
     finished episode is its return. Each member's eval generator goes on from one evaluation to the next."""
 
-    def __init__(self, engine: "BatchedPPO", env_id: str, episodes: int, normalize: NormalizeSettings) -> None:
+    def __init__(self, engine: BatchedPPO, env_id: str, episodes: int, normalize: NormalizeSettings) -> None:
         self.engine = engine
         self.episodes = episodes
         seeds = [s + EVAL_SEED_OFFSET for s in engine.seeds]
-        frozen = NormalizeSettings(obs=normalize.obs, reward=False, clip_obs=normalize.clip_obs,
-                                   epsilon=normalize.epsilon)
+        frozen = NormalizeSettings(
+            obs=normalize.obs, reward=False, clip_obs=normalize.clip_obs, epsilon=normalize.epsilon
+        )
         self.env = BatchedVecNormalize(make_batched_env(env_id, seeds, episodes, engine.device), frozen, training=False)
 
     @torch.no_grad()
@@ -492,7 +536,7 @@ class BatchedEvaluator:
         return returns.mean(dim=1).tolist(), returns.std(dim=1, unbiased=False).tolist()
 
 
-def _learn(self: "BatchedPPO", on_update: Callable[["BatchedPPO"], None] | None = None) -> None:
+def _learn(self: BatchedPPO, on_update: Callable[[BatchedPPO], None] | None = None) -> None:
     """Collect and train until ``total_timesteps`` (SB3's ``learn``); ``on_update`` after each update. With
     ``threads`` set, torch runs that many threads meanwhile (restored afterwards)."""
     previous = torch.get_num_threads()

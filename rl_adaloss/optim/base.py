@@ -362,12 +362,9 @@ class ScheduledOptimizer(Optimizer):
 
         counted = False
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
+            params, grads = self._with_grads(group)
             if not params:
                 continue
-            if any(p.grad.is_sparse for p in params):
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-            grads = [p.grad for p in params]
             if self._host_scalars(params[0].device):
                 host_loss = None if loss_value is None else float(loss_value)
                 if self.needs_loss and not math.isfinite(host_loss):
@@ -406,12 +403,9 @@ class ScheduledOptimizer(Optimizer):
                                  f"one loss per member, got shape {tuple(loss.shape)}")
         per_device: dict[torch.device, tuple[Tensor | None, Tensor]] = {}
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
+            params, grads = self._with_grads(group)
             if not params:
                 continue
-            if any(p.grad.is_sparse for p in params):
-                raise RuntimeError(f"{name} does not support sparse gradients")
-            grads = [p.grad for p in params]
             device = params[0].device
             if device not in per_device:
                 if loss is None:
@@ -432,6 +426,13 @@ class ScheduledOptimizer(Optimizer):
         """Member mode: update ``group`` for the members where the (K,) bool ``stepping`` is True, and leave the
         others bit for bit as they are. ``loss`` is (K,) float64 on the group's device, or None."""
         raise NotImplementedError
+
+    def _with_grads(self, group: dict) -> tuple[list[Tensor], list[Tensor]]:
+        """The group's parameters that have a gradient, and their gradients (dense ones only)."""
+        params = [p for p in group["params"] if p.grad is not None]
+        if any(p.grad.is_sparse for p in params):
+            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+        return params, [p.grad for p in params]
 
     @staticmethod
     def _host_scalars(device: torch.device) -> bool:

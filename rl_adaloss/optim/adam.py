@@ -54,19 +54,28 @@ class _ScheduledAdam(ScheduledOptimizer):
         check_non_negative(name, "weight_decay", defaults["weight_decay"])
         super().__init__(params, defaults, members=members)
 
-    def _adam(self, group: dict, params: list[Tensor], grads: list[Tensor], lr: float | Tensor,
-              found_inf: Tensor | None = None) -> None:
+    def _moments(self, params: list[Tensor]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Each parameter's Adam state (first and second moments, step count), made on first use in the layout of
+        ``torch.optim.Adam(fused=True)``, so the moments read the same to anyone. The step count is a float32
+        scalar, or in member mode a (K,) float64 count per member."""
         exp_avgs, exp_avg_sqs, steps = [], [], []
         for p in params:
             state = self.state[p]
             if not state:
-                # Same layout as torch.optim.Adam(fused=True), so the moments read the same to anyone.
-                state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                if self.members is None:
+                    state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                else:
+                    state["step"] = torch.zeros(self.members, dtype=MEMBER_DTYPE, device=p.device)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             exp_avgs.append(state["exp_avg"])
             exp_avg_sqs.append(state["exp_avg_sq"])
             steps.append(state["step"])
+        return exp_avgs, exp_avg_sqs, steps
+
+    def _adam(self, group: dict, params: list[Tensor], grads: list[Tensor], lr: float | Tensor,
+              found_inf: Tensor | None = None) -> None:
+        exp_avgs, exp_avg_sqs, steps = self._moments(params)
         beta1, beta2 = group["betas"]
         adam_update(
             params, grads, exp_avgs, exp_avg_sqs, [], steps,
@@ -81,17 +90,7 @@ class _ScheduledAdam(ScheduledOptimizer):
 
         State per parameter as torch's Adam keeps it, with ``step`` a (K,) float64 count per member.
         """
-        members = self.members
-        exp_avgs, exp_avg_sqs, steps = [], [], []
-        for p in params:
-            state = self.state[p]
-            if not state:
-                state["step"] = torch.zeros(members, dtype=MEMBER_DTYPE, device=p.device)
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            exp_avgs.append(state["exp_avg"])
-            exp_avg_sqs.append(state["exp_avg_sq"])
-            steps.append(state["step"])
+        exp_avgs, exp_avg_sqs, steps = self._moments(params)
         beta1, beta2 = group["betas"]
         if group["weight_decay"] != 0:
             grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])

@@ -326,33 +326,33 @@ def _against_b0(ax, result, colors, value: str) -> None:
                     capsize=4, linewidth=1.8, label=label)
 
 
-def plot_across_iqm(result, path: Path) -> None:
-    """``across_tasks_iqm.png``: IQM across tasks of the normalised final return against b0, with 95% CIs."""
+def _plot_across(result, path: Path, value: str, ylabel: str, title: str, chance: float | None = None) -> None:
+    """One across-task statistic against b0, per optimizer, with 95% CIs, on a [0, 1] axis."""
     figure, axes = _panels(1, 1, width=7.0, height=4.2)
     ax = axes[0, 0]
-    _against_b0(ax, result, _across_colors(result), "iqm")
+    _against_b0(ax, result, _across_colors(result), value)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1)
     _b0_axis(ax, result)
     ax.set_ylim(-0.05, 1.05)
-    ax.set_ylabel("IQM of normalised final return")
+    ax.set_ylabel(ylabel)
     _legend(ax, fontsize=8)
-    figure.suptitle(f"Across {len(result.tasks)} tasks ({', '.join(t.name for t in result.tasks)}): IQM with 95% "
-                    f"stratified-bootstrap CI;\neach task min-max normalised over all its runs", fontsize=10)
+    figure.suptitle(title, fontsize=10)
     _save(figure, path)
+
+
+def plot_across_iqm(result, path: Path) -> None:
+    """``across_tasks_iqm.png``: IQM across tasks of the normalised final return against b0, with 95% CIs."""
+    _plot_across(result, path, "iqm", "IQM of normalised final return",
+                 f"Across {len(result.tasks)} tasks ({', '.join(t.name for t in result.tasks)}): IQM with 95% "
+                 f"stratified-bootstrap CI;\neach task min-max normalised over all its runs")
 
 
 def plot_probability_of_improvement(result, path: Path) -> None:
     """``probability_of_improvement.png``: P(optimizer > reference) across tasks against b0, with 95% CIs."""
-    figure, axes = _panels(1, 1, width=7.0, height=4.2)
-    ax = axes[0, 0]
-    _against_b0(ax, result, _across_colors(result), "poi")
-    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-    _b0_axis(ax, result)
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_ylabel("P(X > reference), mean over tasks")
-    _legend(ax, fontsize=8)
-    figure.suptitle(f"Probability of improvement over {' / '.join(result.references)} across "
-                    f"{len(result.tasks)} tasks, 95% CIs; 0.5 = no difference", fontsize=10)
-    _save(figure, path)
+    _plot_across(result, path, "poi", "P(X > reference), mean over tasks",
+                 f"Probability of improvement over {' / '.join(result.references)} across "
+                 f"{len(result.tasks)} tasks, 95% CIs; 0.5 = no difference", chance=0.5)
 
 
 def plot_performance_profiles(result, path: Path) -> None:

@@ -7,7 +7,7 @@ own ``result.json`` is fresher than the index (a run may have ended after the in
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,7 @@ def with_result(record: RunRecord, sweep_dir: Path) -> RunRecord:
     result = read_result(sweep_dir / record.run_dir)
     if result is None:
         return record
-    return RunRecord(record.env, record.optimizer, record.b0, record.seed, record.run_dir, result["status"],
-                     result.get("reason"), result.get("diverged_at"))
+    return replace(record, status=result["status"], reason=result.get("reason"), diverged_at=result.get("diverged_at"))
 
 
 def write_index(sweep_dir: Path, sweep: dict[str, Any], records: list[RunRecord]) -> dict[str, int]:

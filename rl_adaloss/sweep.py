@@ -42,6 +42,7 @@ Two engines run the grid points (``--engine``):
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import subprocess
@@ -87,6 +88,7 @@ class Variant(Section):
 
     name: str = Field(description=f"the rule: {', '.join(OPTIMIZERS)}")
     layout: Literal["separate", "joint"] | None = Field(None, description="separate or joint (null: the base's)")
+    overrides: dict[str, Any] | None = Field(None, description="dotted keys set in this variant's runs only")
 
 
 def _variants(value: Any) -> Any:
@@ -125,6 +127,9 @@ class SweepConfig(Section):
     seeds: list[int] = Field(description="seeds of every grid point")
     optimizers: dict[str, Variant] = Field(description="named variants: a rule plus how it is wired")
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted keys set in every run")
+    conditions: dict[str, dict[str, Any]] | None = Field(
+        None, description="named sets of dotted keys (a grid over any key): every variant runs under every "
+                          "condition, as the variant <condition>/<variant>")
     quick: QuickSection | None = Field(None, description="what --quick changes")
     ray_gpu_fraction: float = Field(0.25, gt=0, le=1, description="GPU share of a Ray task with device: cuda")
 
@@ -135,9 +140,29 @@ class SweepConfig(Section):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, name: str) -> str:
-        if not name or "/" in name or name in (".", ".."):
-            raise UsageError(f"name: expected a plain folder name, got {name!r}")
-        return name
+        return _folder_name("name", name)
+
+    @field_validator("optimizers", "conditions")
+    @classmethod
+    def _plain_keys(cls, value: dict[str, Any] | None, info: Any) -> dict[str, Any] | None:
+        for key in value or {}:
+            _folder_name(f"{info.field_name}.{key}", key)
+        return value
+
+
+def _folder_name(where: str, name: str) -> str:
+    if not name or "/" in name or name in (".", ".."):
+        raise UsageError(f"{where}: expected a plain folder name, got {name!r}")
+    return name
+
+
+def with_conditions(variants: dict[str, Any], conditions: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """Every variant under every condition, as the variant ``<condition>/<variant>`` whose overrides are the
+    condition's then the variant's own; the variants as they are without conditions."""
+    if not conditions:
+        return variants
+    return {f"{condition}/{name}": {**spec, "overrides": {**keys, **(spec.get("overrides") or {})}}
+            for condition, keys in conditions.items() for name, spec in variants.items()}
 
 
 @dataclass(frozen=True)
@@ -176,6 +201,7 @@ def load_sweep(path: str | Path, quick: bool = False) -> dict[str, Any]:
     changes = sweep.pop("quick", None) or {}
     if quick:
         sweep = {**sweep, **changes, "name": f"{sweep['name']}-quick"}
+    sweep["optimizers"] = with_conditions(sweep["optimizers"], sweep.pop("conditions", None))
     base = Path(sweep["base"])
     sweep["base"] = str(base if base.is_absolute() else find_config(path.parent / base).resolve())
     return sweep
@@ -190,7 +216,7 @@ def paired_optimizer(spec: dict[str, Any], base_optimizer: dict[str, Any], eta: 
     name = spec["name"]
     accepted = optimizer_arguments(name)
     section = {k: v for k, v in base_optimizer.items() if k in ("betas", "eps") and k in accepted}
-    section.update({k: v for k, v in spec.items() if v is not None})
+    section.update({k: v for k, v in spec.items() if v is not None and k != "overrides"})
     section.setdefault("layout", base_optimizer.get("layout", "separate"))
     if "b0" not in accepted:
         section["lr"] = eta / math.sqrt(b0)
@@ -202,12 +228,13 @@ def paired_optimizer(spec: dict[str, Any], base_optimizer: dict[str, Any], eta: 
 def expand(sweep: dict[str, Any], out_dir: Path) -> list[GridPoint]:
     """Every (optimizer, b0, seed) of the sweep as a validated training config and its run directory."""
     base = load_config(sweep["base"])
-    overrides = list((sweep.get("overrides") or {}).items())
     points = []
     for variant, spec in sweep["optimizers"].items():
+        overrides = list({**(sweep.get("overrides") or {}), **(spec.get("overrides") or {})}.items())
         for b0 in sweep["b0"]:
             for seed in sweep["seeds"]:
-                raw = {k: v for k, v in base.items() if k != "optimizer"}
+                # a deep copy: an override sets keys inside the base's sections
+                raw = {k: copy.deepcopy(v) for k, v in base.items() if k != "optimizer"}
                 raw["optimizer"] = paired_optimizer(spec, base["optimizer"], sweep["eta"], b0)
                 raw["seed"] = seed
                 if "total_timesteps" in sweep:

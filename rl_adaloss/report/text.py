@@ -51,7 +51,8 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
+def table_csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """``rows`` as CSV text under ``columns``: NaN as an empty cell, other floats with 6 significant digits."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -61,12 +62,12 @@ def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
 
 
 def summary_csv(report: Report) -> str:
-    return _csv(SUMMARY_COLUMNS, summary_rows(report))
+    return table_csv(SUMMARY_COLUMNS, summary_rows(report))
 
 
 def diagnostics_csv(report: Report) -> str:
     """``diagnostics.csv``: per run with data, each network's b0 and its accumulator's growth."""
-    return _csv(DIAGNOSTICS_COLUMNS, diagnostics_rows(report.runs))
+    return table_csv(DIAGNOSTICS_COLUMNS, diagnostics_rows(report.runs))
 
 
 # -- the verdict paragraph -------------------------------------------------------------------------------------------
@@ -364,7 +365,7 @@ def across_csv(result) -> str:
                  runs_dropped=c.dropped, iqm=c.iqm, iqm_ci_low=c.iqm_low, iqm_ci_high=c.iqm_high,
                  reference=c.reference, probability_of_improvement=c.poi, poi_ci_low=c.poi_low,
                  poi_ci_high=c.poi_high) for c in result.cells]
-    return _csv(ACROSS_COLUMNS, rows)
+    return table_csv(ACROSS_COLUMNS, rows)
 
 
 def _interval(point: float, low: float, high: float) -> str:

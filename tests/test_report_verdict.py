@@ -195,6 +195,7 @@ def test_sensitivity_to_alpha(tmp_path: Path):
     assert float(rows[0]["final_ci_low"]) == pytest.approx(-310)
     assert {r["verdict"] for r in read_csv(sweep_dir / "verdict.csv")} == {verdict.NO_REFERENCE}
     text = (sweep_dir / "verdict.md").read_text()
+    assert f"| - | alpha-1e-2 | adamloss | {verdict.NO_REFERENCE} | n/a | n/a |" in text
     assert ("| - | adamloss, layout joint | 1 (1) | 0.01: -300.0 [-310.0, -290.0]; 1.0: -250.0 [-260.0, -240.0]; "
             "10.0: -900.0 [-910.0, -890.0] | 650.0 |") in text
 

@@ -472,8 +472,10 @@ def verdict_markdown(report: Report, rows: list[Row], all_cells: list[Cell], fam
         growth = (f"{_num(row.median_growth('actor'), '.3g')}, {_num(row.median_growth('critic'), '.3g')}"
                   if accumulator(row.schedule) is not None else "")
         values = ([row.env] if several_envs else []) + [
-            row.condition, row.name, row.schedule, verdict, _steps(row.matched) or "none",
-            f"{len(row.matched)}/{row.n_b0} ({len(row.adam_matched)}/{row.n_b0})", _worst_text(row.worst),
+            row.condition, row.name, row.schedule, verdict,
+            "n/a" if row.reference is None else _steps(row.matched) or "none",
+            "n/a" if row.reference is None else f"{len(row.matched)}/{row.n_b0} ({len(row.adam_matched)}/{row.n_b0})",
+            _worst_text(row.worst),
             _worst_text(row.adam_worst), _num(row.spread), growth, _equivalent_text(row.adam_equivalent)]
         lines.append("| " + " | ".join(values) + " |")
     header = (["env"] if several_envs else []) + [

@@ -140,6 +140,15 @@ def test_verdict_md_reads_as_a_matrix_with_a_how_to_read(conditions_sweep: Path)
     assert "No variants of this sweep differ only in alpha." in text
 
 
+def test_summary_compares_each_variant_with_the_adam_of_its_own_condition(conditions_sweep: Path):
+    paragraph = (conditions_sweep / "summary.md").read_text().split("## What the numbers say")[1].split("## ")[0]
+    assert "norm/adamloss and norm/adam are not distinguishable" in paragraph  # b0=1e4: both -200
+    assert "raw/adamloss lost to raw/adam" in paragraph  # b0=1
+    crossed = [f"{mine}/{variant} {verb} {theirs}/adam " for mine, theirs in (("norm", "raw"), ("raw", "norm"))
+               for variant in RULES for verb in ("beat", "lost to", "and")]
+    assert not [phrase for phrase in crossed if phrase in paragraph]
+
+
 def test_first_step_is_the_rules_own_and_the_grids(tmp_path: Path):
     """AdaLoss starts from sqrt(b0) with first step eta/b0_rule: the same eta/sqrt(b0) as Adam's lr."""
     report = aggregation.aggregate(*runs.load_runs(make_sweep(tmp_path, LEVELS)), reps=20)

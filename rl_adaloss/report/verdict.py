@@ -5,7 +5,7 @@ Definitions
 -----------
 *Condition.* A sweep with ``conditions:`` names every variant ``<condition>/<variant>``
 (:func:`rl_adaloss.sweep.with_conditions`); each condition of each env is judged on its own. A sweep without
-conditions has one condition, :data:`NO_CONDITION`.
+conditions has one condition, :data:`~rl_adaloss.report.runs.NO_CONDITION` (``-``).
 
 *Cell.* One env x condition x variant x b0. Its numbers are the **mean** over seeds (whatever statistic summary.md
 uses) of the final eval return and of the AUC (the mean eval return over training), each with a 95% percentile
@@ -57,12 +57,10 @@ import numpy as np
 
 from rl_adaloss.report.aggregation import Group, Report, area_under_curve, score_curve
 from rl_adaloss.report.diagnostics import ADAM_EQUIVALENT_BELOW, accumulator
-from rl_adaloss.report.runs import rule_class
+from rl_adaloss.report.runs import NO_CONDITION, rule_class, split_variant
 from rl_adaloss.report.stats import DEFAULT_REPS, bootstrap_ci
 from rl_adaloss.report.text import REFERENCE_RULE, table_csv
 
-#: The condition of a sweep without ``conditions:``.
-NO_CONDITION = "-"
 ROBUST = "robust: matches tuned Adam at every first step ≥ tuned Adam's step"
 WIDER = "wider range than Adam"
 NO_BETTER = "no better than Adam"
@@ -70,13 +68,6 @@ WORSE = "worse than Adam"
 REFERENCE = "reference: tuned Adam"
 NO_REFERENCE = "no Adam variant with data in this condition: nothing to compare with"
 NO_DATA = "no usable run"
-
-
-def split_variant(name: str) -> tuple[str, str]:
-    """``<condition>/<variant>`` -> (condition, variant); a name without a condition -> (:data:`NO_CONDITION`,
-    name)."""
-    condition, slash, variant = name.partition("/")
-    return (condition, variant) if slash else (NO_CONDITION, name)
 
 
 @dataclass(frozen=True)

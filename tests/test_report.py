@@ -58,17 +58,22 @@ def lr_schedule(optimizer: str, b0: float, steps: list[int]) -> list[float]:
     return [first if optimizer == "adam" else first / (1 + s / 500) for s in steps]
 
 
-def make_fake_sweep(root: Path, rename: dict[str, str] | None = None) -> Path:
-    """The fake sweep; ``rename`` gives its two variants (and their rules) other names, e.g. adam -> sgd."""
-    rename = rename or {}
-    sweep_dir = root / "fake"
-    adam, adamloss = rename.get("adam", "adam"), rename.get("adamloss", "adamloss")
-    sweep = dict(name="fake", base="/nowhere/base.yaml", total_timesteps=TOTAL, eta=1.0, b0=[1.0, 1.0e4],
-                 seeds=[0, 1, 2], optimizers={adam: {"name": adam}, adamloss: {"name": adamloss, "layout": "separate"}})
+def growing_b(rule: str, b0: float, step: float) -> float | str:
+    """The b column of the fake runs: none for Adam, else b0 * (1 + step/500)^2."""
+    return "" if rule == "adam" else b0 * (1 + step / 500) ** 2
+
+
+def write_fake_sweep(sweep_dir: Path, sweep: dict, points_spec: dict, b_column=growing_b,
+                     mimics: dict[str, str] | None = None) -> Path:
+    """A sweep folder: ``sweep.json`` with ``sweep`` and a point per key of ``points_spec`` ((variant, b0 label,
+    seed) -> (status, eval steps, returns, diverged_at), or None: never run), and each run's files; ``b_column(rule,
+    b0, step)`` gives the actor's and critic's b at each evaluation. Step sizes and b follow the variant's rule
+    (from ``sweep``), or the rule ``mimics`` names for it."""
     points, counts = [], {}
-    for (optimizer, label, seed), spec in RUNS.items():
+    for (variant, label, seed), spec in points_spec.items():
         b0 = float(label)
-        variant = rename.get(optimizer, optimizer)
+        rule = sweep["optimizers"][variant]["name"]
+        rule = (mimics or {}).get(rule, rule)
         rel = f"{ENV}/{variant}/b0={label}/seed={seed}"
         status = spec[0] if spec else "not run"
         counts[status] = counts.get(status, 0) + 1
@@ -79,13 +84,13 @@ def make_fake_sweep(root: Path, rename: dict[str, str] | None = None) -> Path:
         status, steps, returns, diverged_at = spec
         run_dir = sweep_dir / rel
         run_dir.mkdir(parents=True)
-        lrs = lr_schedule(optimizer, b0, steps)
+        lrs = lr_schedule(rule, b0, steps)
         with (run_dir / "evaluations.csv").open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["timesteps", "mean_reward", "std_reward", "actor_effective_lr", "critic_effective_lr",
                              "actor_b", "critic_b"])
             for step, ret, lr in zip(steps, returns, lrs):
-                b = "" if optimizer == "adam" else b0 * (1 + step / 500) ** 2
+                b = b_column(rule, b0, step)
                 writer.writerow([step, ret, 10.0, lr, lr / 2, b, b])
         result = dict(status=status, reason=points[-1]["reason"], timesteps=diverged_at or TOTAL,
                       total_timesteps=TOTAL, final_eval_return=returns[-1], best_eval_return=max(returns),
@@ -94,8 +99,19 @@ def make_fake_sweep(root: Path, rename: dict[str, str] | None = None) -> Path:
             result["diverged_at"] = diverged_at
         (run_dir / "result.json").write_text(json.dumps(result))
         (run_dir / "config.yaml").write_text(f"env: {ENV}\nseed: {seed}\n")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / "sweep.json").write_text(json.dumps(dict(sweep=sweep, points=points, counts=counts)))
     return sweep_dir
+
+
+def make_fake_sweep(root: Path, rename: dict[str, str] | None = None) -> Path:
+    """The fake sweep; ``rename`` gives its two variants (and their rules) other names, e.g. adam -> sgd."""
+    rename = rename or {}
+    adam, adamloss = rename.get("adam", "adam"), rename.get("adamloss", "adamloss")
+    sweep = dict(name="fake", base="/nowhere/base.yaml", total_timesteps=TOTAL, eta=1.0, b0=[1.0, 1.0e4],
+                 seeds=[0, 1, 2], optimizers={adam: {"name": adam}, adamloss: {"name": adamloss, "layout": "separate"}})
+    points = {(rename.get(optimizer, optimizer), label, seed): spec for (optimizer, label, seed), spec in RUNS.items()}
+    return write_fake_sweep(root / "fake", sweep, points, mimics={rename.get(n, n): n for n in ("adam", "adamloss")})
 
 
 @pytest.fixture(scope="module")

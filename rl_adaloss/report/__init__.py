@@ -20,6 +20,13 @@ Reads ``<sweep>/sweep.json`` (the list of grid points: every point is accounted 
                         "≡ Adam here" (and whether the sweep could have shown the mechanism), and every run left
                         out and why
     diagnostics.csv     per run: each network's b0 and its accumulator's growth
+    verdict.md          the verdict matrix, per condition (a sweep's ``conditions:``) and variant: the first steps
+                        at which it matches tuned Adam (Adam's best b0 there), its worst b0 against Adam's, whether
+                        it was ≡ Adam where Adam fails, and a verdict (robust / wider range than Adam / no better /
+                        worse); its cells' mean final return and AUC with CIs; the sensitivity to alpha
+                        (:mod:`~rl_adaloss.report.verdict`, whose docstring states the rules)
+    verdict.csv         the matrix, one row per condition x variant
+    verdict_alpha.csv   per family of variants equal but for alpha, and b0: mean final return per alpha, the spread
     aggregate/<optimizer>/  TensorBoard events, one run per optimizer with the same tags, and a custom-scalars
                         dashboard (:mod:`~rl_adaloss.report.tensorboard`)
 
@@ -50,7 +57,8 @@ under the resampled curve divided by the steps it spans, so it rewards learning 
 Modules, one job each: :mod:`~rl_adaloss.report.runs` (loading), :mod:`~rl_adaloss.report.stats` (IQM, mean,
 bootstrap), :mod:`~rl_adaloss.report.aggregation` (cells and curves), :mod:`~rl_adaloss.report.text` (summary.csv,
 summary.md, diagnostics.csv, across_tasks.csv/.md), :mod:`~rl_adaloss.report.diagnostics` (accumulator growth),
-:mod:`~rl_adaloss.report.across` (rliable across tasks), :mod:`~rl_adaloss.report.figures`,
+:mod:`~rl_adaloss.report.across` (rliable across tasks), :mod:`~rl_adaloss.report.verdict` (the verdict matrix),
+:mod:`~rl_adaloss.report.figures`,
 :mod:`~rl_adaloss.report.tensorboard` and :mod:`~rl_adaloss.report.cli`.
 """
 

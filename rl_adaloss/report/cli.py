@@ -25,9 +25,10 @@ from rl_adaloss.report.runs import load_runs
 from rl_adaloss.report.stats import DEFAULT_REPS
 from rl_adaloss.report.tensorboard import write_tensorboard
 from rl_adaloss.report.text import across_csv, across_markdown, diagnostics_csv, summary_csv, summary_markdown
+from rl_adaloss.report.verdict import verdict, verdict_alpha_csv, verdict_csv
 
 OUTPUTS = ("reward_curves.png", "robustness.png", "step_sizes.png", "accumulator_growth.png", "training_scores.png",
-           "summary.csv", "summary.md", "diagnostics.csv")
+           "summary.csv", "summary.md", "diagnostics.csv", "verdict.md", "verdict.csv", "verdict_alpha.csv")
 #: What ``--out`` gets for several sweeps: the aggregates across their tasks.
 ACROSS_OUTPUTS = ("across_tasks.csv", "across_tasks.md", "across_tasks_iqm.png", "performance_profiles.png",
                   "probability_of_improvement.png")
@@ -59,6 +60,10 @@ def _write_sweep(sweep_dir: Path, reps: int, seed: int, bootstrap: str, challeng
     write_atomic(paths["summary.csv"], summary_csv(report))
     write_atomic(paths["summary.md"], markdown)
     write_atomic(paths["diagnostics.csv"], diagnostics_csv(report))
+    matrix = verdict(report, reps=reps, seed=seed)
+    write_atomic(paths["verdict.md"], matrix.markdown)
+    write_atomic(paths["verdict.csv"], verdict_csv(matrix))
+    write_atomic(paths["verdict_alpha.csv"], verdict_alpha_csv(matrix))
     paths["aggregate"] = write_tensorboard(report, sweep_dir)
     return report, paths
 
@@ -102,7 +107,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     "training_scores.png (training-episode returns beside the eval returns), summary.csv and "
                     "summary.md (table, a generated verdict per b0: each variant against Adam, and which "
                     "loss-driven cells were Adam because their accumulator hardly grew), diagnostics.csv (per "
-                    "run), and a TensorBoard dashboard in aggregate/<optimizer>/. With several sweeps, --out gets "
+                    "run), verdict.md and verdict.csv (per condition and variant: does it match tuned Adam at every "
+                    "large first step, at more b0 values than Adam, and was it Adam where Adam fails?), "
+                    "verdict_alpha.csv (spread of final return across alpha), and a TensorBoard dashboard in "
+                    "aggregate/<optimizer>/. With several sweeps, --out gets "
                     "rliable's aggregates across their tasks: across_tasks.csv/.md, across_tasks_iqm.png, "
                     "performance_profiles.png, probability_of_improvement.png.",
         epilog="Seeds are aggregated with the IQM from 4 seeds on, else the mean. A diverged run counts as its "

@@ -17,6 +17,15 @@ from rl_adaloss.records import FINAL_STATUSES, RunRecord, read_index
 
 EVALUATION_COLUMNS = ("timesteps", "mean_reward", "actor_effective_lr", "critic_effective_lr", "actor_b", "critic_b")
 ROLES = ("actor", "critic")
+#: The condition of a sweep without ``conditions:``.
+NO_CONDITION = "-"
+
+
+def split_variant(name: str) -> tuple[str, str]:
+    """A sweep's variant name as (condition, variant): ``<condition>/<variant>`` where the sweep has
+    ``conditions:`` (:func:`rl_adaloss.sweep.with_conditions`), else (:data:`NO_CONDITION`, name)."""
+    condition, slash, variant = name.partition("/")
+    return (condition, variant) if slash else (NO_CONDITION, name)
 
 
 def _no_data() -> np.ndarray:

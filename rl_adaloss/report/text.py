@@ -16,6 +16,7 @@ from rl_adaloss.errors import UsageError
 from rl_adaloss.records import MISSING_STATUSES
 from rl_adaloss.report.aggregation import Group, Report
 from rl_adaloss.report.diagnostics import ADAM_EQUIVALENT_BELOW, DIAGNOSTICS_COLUMNS, accumulator, diagnostics_rows
+from rl_adaloss.report.runs import split_variant
 
 SUMMARY_COLUMNS = [
     "env", "optimizer", "schedule", "b0", "initial_step", "n_seeds", "n_used", "n_finished", "n_diverged",
@@ -51,7 +52,8 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
+def table_csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """``rows`` as CSV text under ``columns``: NaN as an empty cell, other floats with 6 significant digits."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -61,12 +63,12 @@ def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
 
 
 def summary_csv(report: Report) -> str:
-    return _csv(SUMMARY_COLUMNS, summary_rows(report))
+    return table_csv(SUMMARY_COLUMNS, summary_rows(report))
 
 
 def diagnostics_csv(report: Report) -> str:
     """``diagnostics.csv``: per run with data, each network's b0 and its accumulator's growth."""
-    return _csv(DIAGNOSTICS_COLUMNS, diagnostics_rows(report.runs))
+    return table_csv(DIAGNOSTICS_COLUMNS, diagnostics_rows(report.runs))
 
 
 # -- the verdict paragraph -------------------------------------------------------------------------------------------
@@ -142,7 +144,9 @@ def _check_variants(report: Report, names: Sequence[str], role: str) -> list[str
 def verdicts(report: Report, challengers: Sequence[str] | None = None,
              references: Sequence[str] | None = None) -> list[str]:
     """For each env and b0, a sentence comparing every challenger variant with every reference variant
-    (by default :func:`default_comparison`)."""
+    (by default :func:`default_comparison`; where the sweep has conditions, the default pairs each challenger only
+    with the references of its own condition: ``raw/adamloss`` with ``raw/adam``)."""
+    same_condition = references is None
     default_challengers, default_references = default_comparison(report)
     challengers = _check_variants(report, default_challengers if challengers is None else challengers, "challenger")
     references = _check_variants(report, default_references if references is None else references, "reference")
@@ -162,6 +166,8 @@ def verdicts(report: Report, challengers: Sequence[str] | None = None,
             for name in challengers:
                 for ref_name in references:
                     mine, theirs = report.group(env, name, b0), report.group(env, ref_name, b0)
+                    if same_condition and split_variant(name)[0] != split_variant(ref_name)[0]:
+                        continue
                     if mine is not None and theirs is not None and name != ref_name:
                         parts.append(_phrase(mine, theirs))
             if parts:
@@ -364,7 +370,7 @@ def across_csv(result) -> str:
                  runs_dropped=c.dropped, iqm=c.iqm, iqm_ci_low=c.iqm_low, iqm_ci_high=c.iqm_high,
                  reference=c.reference, probability_of_improvement=c.poi, poi_ci_low=c.poi_low,
                  poi_ci_high=c.poi_high) for c in result.cells]
-    return _csv(ACROSS_COLUMNS, rows)
+    return table_csv(ACROSS_COLUMNS, rows)
 
 
 def _interval(point: float, low: float, high: float) -> str:

@@ -114,6 +114,16 @@ def test_vecnormalize_pkl_holds_the_members_statistics(tmp_path):
     assert not np.array_equal(a.obs_rms.mean, b.obs_rms.mean)  # each member its own
 
 
+def test_reward_only_normalization_exports_what_sb3_keeps(tmp_path):
+    """normalize: {obs: false, reward: true}: SB3's VecNormalize keeps no obs_rms then, and the member's
+    vecnormalize.pkl has its return statistics only (the export once looked obs_rms up and failed the run)."""
+    results = run_batch([config(0, "normalize={obs: false, reward: true}")], [tmp_path / "a"])
+    assert results[0]["status"] == "finished"
+    normalizer = pickle.loads((tmp_path / "a" / "vecnormalize.pkl").read_bytes())
+    assert not normalizer.norm_obs and normalizer.norm_reward
+    assert normalizer.ret_rms.count == pytest.approx(512 + 1e-4)
+
+
 def test_a_diverged_member_ends_alone_with_the_sb3_paths_files(tmp_path):
     """b0 = 1e-16 makes AdamLoss's first step 1e8: that member diverges at its first update, is recorded at once,
     writes no model; the other finishes."""

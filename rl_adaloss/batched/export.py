@@ -137,7 +137,8 @@ def member_vecnormalize(engine, k: int, config: dict[str, Any]):
                        clip_obs=normalize["clip_obs"], clip_reward=normalize["clip_reward"],
                        epsilon=normalize["epsilon"], gamma=gamma)
     source = engine.env
-    for name in ("obs_rms", "ret_rms"):
+    # SB3's VecNormalize has no obs_rms where it does not normalize observations.
+    for name in ("obs_rms", "ret_rms") if normalize["obs"] else ("ret_rms",):
         ours, theirs = getattr(source, name), getattr(env, name)
         theirs.mean = np.asarray(ours.mean[k].detach().cpu().numpy(), dtype=np.float64)
         theirs.var = np.asarray(ours.var[k].detach().cpu().numpy(), dtype=np.float64)

@@ -58,7 +58,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, ConfigDict, Field, PositiveInt, model_validator
 
-from rl_adaloss.config import expand_shorthands, find_config, load_config, optimizer_arguments, override, resolve
+from rl_adaloss.config import find_config, load_config, optimizer_arguments, override, resolve
 from rl_adaloss.errors import UsageError, report_usage_error
 from rl_adaloss.io import read_json
 from rl_adaloss.optim import OPTIMIZERS
@@ -207,7 +207,7 @@ def expand(sweep: dict[str, Any], out_dir: Path) -> list[GridPoint]:
                 if "total_timesteps" in sweep:
                     raw["total_timesteps"] = sweep["total_timesteps"]
                 try:
-                    config = resolve(override(expand_shorthands(raw), overrides))
+                    config = resolve(override(raw, overrides))
                 except UsageError as error:
                     raise UsageError(f"optimizers.{variant}: {error}") from None
                 run_dir = out_dir / sweep["name"] / config["env"] / variant / f"b0={format_b0(b0)}" / f"seed={seed}"

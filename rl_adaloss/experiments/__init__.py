@@ -191,8 +191,8 @@ def resolve(model: type[S], args: argparse.Namespace) -> S:
         raise UsageError(f"{args.config}: quick: expected a mapping of keys, got {quick!r}")
     flags = {key: _from_flag(field.annotation, getattr(args, key))
              for key, field in model.model_fields.items() if getattr(args, key) is not None}
-    settings = _validated(model, values, f"{args.config}: ", "")
-    for update, source, prefix in ((quick if args.quick else {}, f"{args.config}: ", "quick."),
+    file = f"{args.config}: "
+    for update, source, prefix in (({}, file, ""), (quick if args.quick else {}, file, "quick."),
                                    (apply_overrides({}, args.overrides), "", ""), (flags, "", "--")):
         values.update(update)
         settings = _validated(model, values, source, prefix)
@@ -240,23 +240,25 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def _cells(rows: list[dict[str, Any]], columns: Sequence[str] | None) -> tuple[list[str], list[list[str]]]:
+    columns = list(columns or rows[0])
+    return columns, [[_cell(row.get(c)) for c in columns] for row in rows]
+
+
 def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """Rows as a GitHub markdown table, floats with 4 significant digits."""
     if not rows:
         return "(no rows)\n"
-    columns = list(columns or rows[0])
+    columns, cells = _cells(rows, columns)
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells]) + "\n"
 
 
 def text_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """Rows as a plain aligned table for the terminal."""
     if not rows:
         return "(no rows)\n"
-    columns = list(columns or rows[0])
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    columns, cells = _cells(rows, columns)
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     out = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
     out += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]

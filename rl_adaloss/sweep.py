@@ -401,14 +401,16 @@ def _batch_threads(workers: int, batches: int) -> int:
 # -- backends ------------------------------------------------------------------------------------------------------
 
 class Progress:
-    """Live counts (done, running, finished, diverged, failed) and an ETA from the runs done so far, on one line."""
+    """Live counts (done, running, finished, diverged, failed) and an ETA from the runs done so far, on one line;
+    without ``show``, nothing."""
 
-    def __init__(self, total: int, todo: int, workers: int) -> None:
+    def __init__(self, total: int, todo: int, workers: int, show: bool) -> None:
         from tqdm.auto import tqdm
 
         self.todo, self.workers, self.done = todo, workers, 0
         self.counts: dict[str, int] = {}
-        self.bar = tqdm(total=total, initial=total - todo, unit="run", desc="sweep", dynamic_ncols=True)
+        self.bar = tqdm(total=total, initial=total - todo, unit="run", desc="sweep", dynamic_ncols=True,
+                        disable=not show)
         self._show()
 
     def finished(self, status: str) -> None:
@@ -422,7 +424,8 @@ class Progress:
         self.bar.set_postfix(running=running, **self.counts)
 
     def write(self, line: str) -> None:
-        self.bar.write(line)
+        if not self.bar.disable:
+            self.bar.write(line)
 
     def close(self) -> None:
         self.bar.close()
@@ -437,20 +440,11 @@ class Job:
     points: list[GridPoint]
 
 
-def sb3_jobs(todo: list[GridPoint]) -> list[Job]:
-    return [Job(run_points, ([p.config], [str(p.run_dir)]), [p]) for p in todo]
-
-
-def batched_jobs(batches: list[list[GridPoint]], threads: int, checkpoint_dir: Path) -> list[Job]:
-    return [Job(run_batch_points, ([p.config for p in batch], [str(p.run_dir) for p in batch], threads,
-                                   str(checkpoint_dir)), batch) for batch in batches]
-
-
 def _failed(job: Job, reason: str) -> list[dict[str, Any]]:
     return [{"status": "failed", "reason": reason.splitlines()[0]}] * len(job.points)
 
 
-def run_local(jobs: list[Job], workers: int, on_result: Callable[[GridPoint, dict], None]) -> None:
+def run_local(jobs: list[Job], workers: int, on_results: Callable[[Job, list[dict]], None]) -> None:
     """One process per job, ``workers`` at a time."""
     import multiprocessing
 
@@ -466,8 +460,7 @@ def run_local(jobs: list[Job], workers: int, on_result: Callable[[GridPoint, dic
                         results = future.result()
                     except Exception as error:  # noqa: BLE001 - a worker that died; recorded, the sweep goes on
                         results = _failed(job, f"worker died: {type(error).__name__}: {error}")
-                    for point, result in zip(job.points, results):
-                        on_result(point, result)
+                    on_results(job, results)
         except KeyboardInterrupt:
             # Ctrl-C reaches the workers too, but a SIGTERM to the sweep alone does not: pass it on, so that every
             # running run (or batch) saves a checkpoint, and start no new one.
@@ -480,7 +473,7 @@ def run_local(jobs: list[Job], workers: int, on_result: Callable[[GridPoint, dic
 
 
 def run_ray(jobs: list[Job], address: str | None, gpu_fraction: float,
-            on_result: Callable[[GridPoint, dict], None]) -> None:
+            on_results: Callable[[Job, list[dict]], None]) -> None:
     """The same jobs as Ray tasks: one CPU each, a GPU fraction for ``device: cuda``, retried if a worker is lost.
     Run directories must be on storage that every node sees (the --out-dir)."""
     try:
@@ -504,8 +497,7 @@ def run_ray(jobs: list[Job], address: str | None, gpu_fraction: float,
                     results = ray.get(ref)
                 except Exception as error:  # noqa: BLE001 - lost beyond its retries; recorded
                     results = _failed(job, f"ray task failed: {type(error).__name__}")
-                for point, result in zip(job.points, results):
-                    on_result(point, result)
+                on_results(job, results)
     finally:
         if started_here:
             ray.shutdown()
@@ -532,14 +524,14 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
         check_batched(points)
     checkpoint_dir = out_dir / sweep["name"] / BATCHES_DIR
     todo = [p for p in points if point_status(p) not in FINAL_STATUSES]
-    bar = Progress(len(points), len(todo), workers) if progress else None
+    bar = Progress(len(points), len(todo), workers, show=progress)
     busy: list[GridPoint] = []
 
-    def on_result(point: GridPoint, result: dict) -> None:
-        if result["status"] == BUSY:
-            busy.append(point)
-            return
-        if bar is not None:
+    def on_results(job: Job, results: list[dict]) -> None:
+        for point, result in zip(job.points, results):
+            if result["status"] == BUSY:
+                busy.append(point)
+                continue
             bar.finished(result["status"])
             if result["status"] != "finished":
                 bar.write(f"{point.label}: {result['status']} ({result.get('reason')})")
@@ -552,25 +544,25 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
                 batches = plan_batches(points, todo, workers)
                 # A Ray task has one CPU; local batches share the cores.
                 threads = 1 if backend == "ray" else _batch_threads(workers, len(batches))
-                jobs = batched_jobs(batches, threads, checkpoint_dir)
+                jobs = [Job(run_batch_points, ([p.config for p in batch], [str(p.run_dir) for p in batch], threads,
+                                               str(checkpoint_dir)), batch) for batch in batches]
             else:
-                jobs = sb3_jobs(todo)
+                jobs = [Job(run_points, ([p.config], [str(p.run_dir)]), [p]) for p in todo]
             if backend == "ray":
-                run_ray(jobs, address, float(sweep.get("ray_gpu_fraction", 0.25)), on_result)
+                run_ray(jobs, address, float(sweep.get("ray_gpu_fraction", 0.25)), on_results)
             else:
-                run_local(jobs, workers, on_result)
-            if busy and bar is not None:
+                run_local(jobs, workers, on_results)
+            if busy:
                 bar.write(f"waiting for {len(busy)} runs that another process is running")
             for point in busy:
                 wait_for_lock(point)
             todo = [p for p in busy if point_status(p) not in FINAL_STATUSES]
             for point in busy:
-                if point not in todo and bar is not None:
+                if point not in todo:
                     bar.finished(point_status(point) or "not run")
             busy = []
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         counts = write_index(sweep, points, out_dir)
     return counts
 

@@ -21,10 +21,10 @@ import re
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, PositiveInt, field_validator, model_validator
 from torch import nn
 
 from rl_adaloss.errors import UsageError
@@ -38,7 +38,6 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 #: ``lin_3e-4``: rl-baselines3-zoo's linear schedule, from the value at the start to 0 at the end.
 SCHEDULE = re.compile(r"^lin_([0-9.]+(?:[eE][-+]?[0-9]+)?)$")
-Schedule = float | str
 #: ``policy_kwargs.activation_fn`` by name.
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU,
                "silu": nn.SiLU}
@@ -58,6 +57,10 @@ def _check_schedule(value: Any) -> Any:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not value >= 0:
         raise ValueError(f"expected a number >= 0, got {value!r}")
     return value
+
+
+#: A number >= 0, or ``lin_<start>``.
+Schedule = Annotated[float | str, AfterValidator(_check_schedule)]
 
 
 # -- the schema ------------------------------------------------------------------------------------------------------
@@ -98,8 +101,6 @@ class PPOSection(Section):
     target_kl: float | None = Field(None, gt=0, description="stop an update's epochs early above 1.5 x this KL")
     stats_window_size: PositiveInt = Field(100, description="episodes averaged in rollout/ep_rew_mean")
 
-    _check = field_validator("clip_range", "clip_range_vf")(_check_schedule)
-
 
 class PolicySection(Section):
     """SB3's ``policy_kwargs`` for ``MlpPolicy`` (the optimizer settings are the ``optimizer`` section)."""
@@ -127,8 +128,6 @@ class OptimizerSection(Section):
     lr: Schedule = Field(3e-4, description="the base step size eta (adam: the learning rate); or lin_<eta>")
     actor: dict[str, Any] | None = Field(None, description="per-network overrides of the actor's optimizer")
     critic: dict[str, Any] | None = Field(None, description="per-network overrides of the critic's optimizer")
-
-    _check = field_validator("lr")(_check_schedule)
 
     @model_validator(mode="before")
     @classmethod
@@ -228,20 +227,19 @@ def check_optimizer(name: str, layout: str, lr: float | str, arguments: dict[str
     turn its complaint into a :class:`UsageError` that names the key: its checks are the only rules."""
     import torch
 
-    accepted = optimizer_arguments(name)
     if layout == "joint" and (actor or critic):
         raise UsageError("optimizer.actor/optimizer.critic: per-network overrides need optimizer.layout=separate")
-    sections = [("optimizer", arguments)]
-    sections += [(f"optimizer.{role}", {**arguments, **over}) for role, over in (("actor", actor), ("critic", critic))
-                 if over]
-    for where, kwargs in sections:
-        own = kwargs if where == "optimizer" else (actor if where.endswith("actor") else critic)
+    start = float(schedule(lr)(1.0)) if isinstance(lr, str) else lr
+    # (where, its own keys, the keys it inherits): a network's override takes the section's arguments but lr
+    sections = [("optimizer", arguments, {})] + [
+        (f"optimizer.{role}", over, arguments) for role, over in (("actor", actor), ("critic", critic)) if over]
+    for where, own, inherited in sections:
+        allowed = [key for key in optimizer_arguments(name) if where == "optimizer" or key != "lr"]
         for key in own:
-            if key not in accepted or (key == "lr" and where != "optimizer"):
-                allowed = [k for k in accepted if not (k == "lr" and where != "optimizer")]
+            if key not in allowed:
                 raise UsageError(f"unknown key {where + '.' + key!r} for optimizer {name} "
                                  f"(expected one of: {', '.join(allowed)})")
-        start = float(schedule(lr)(1.0)) if isinstance(lr, str) else lr
+        kwargs = {**inherited, **own}
         try:
             OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)], **{**kwargs, "lr": start})
         except (ValueError, TypeError) as error:
@@ -288,16 +286,13 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def expand_shorthands(raw: dict[str, Any]) -> dict[str, Any]:
-    """``normalize: true`` as the section it stands for, so that ``normalize.reward=false`` can override it."""
+def load_raw(path: str | Path | None) -> dict[str, Any]:
+    """The raw tree of ``path`` (a file, or the name of a shipped config), or of the default config; with
+    ``normalize: true`` as the section it stands for, so that ``normalize.reward=false`` can override it."""
+    raw = read_yaml(find_config(path) if path is not None else DEFAULT_CONFIG)
     if isinstance(raw.get("normalize"), bool):
         raw["normalize"] = TrainConfig._shorthand(raw["normalize"])
     return raw
-
-
-def load_raw(path: str | Path | None) -> dict[str, Any]:
-    """The raw tree of ``path`` (a file, or the name of a shipped config), or of the default config."""
-    return expand_shorthands(read_yaml(find_config(path) if path is not None else DEFAULT_CONFIG))
 
 
 def find_config(path: str | Path) -> Path:
@@ -327,14 +322,6 @@ def override(raw: dict[str, Any], items: list[tuple[str, Any]]) -> dict[str, Any
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
     """Read ``path`` (default: the default config), apply ``key=value`` overrides, validate, and return it."""
     return resolve(override(load_raw(path), [parse_override(item) for item in overrides or []]))
-
-
-def from_dict(config: dict[str, Any], overrides: list[str] | None = None) -> dict[str, Any]:
-    """Apply ``key=value`` overrides to a raw config dict, validate, and return the resolved config."""
-    import copy
-
-    raw = expand_shorthands(copy.deepcopy(config))
-    return resolve(override(raw, [parse_override(item) for item in overrides or []]))
 
 
 def dump_config(config: dict[str, Any]) -> str:

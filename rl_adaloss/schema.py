@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rl_adaloss.errors import UsageError
 
 M = TypeVar("M", bound=BaseModel)
+#: A finite number > 0.
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class Section(BaseModel):
@@ -127,18 +129,18 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str] | None) -> dict[s
 
 # -- validation ----------------------------------------------------------------------------------------------------
 
-_EXPECTED = re.compile(r"^Input should be ")
+#: pydantic's "Input should be ...", "List should have ...": what was expected.
+_EXPECTED = re.compile(r"^\w+ should (?:be|have) ")
 
 
 def _dotted(loc: tuple, prefix: str) -> str:
-    # pydantic appends union members and validator names to the location ("lr", "float"); keep the field path.
+    # pydantic appends union members and validators to the location ("float", "function-after[...]", "[key]"): keep
+    # the path of fields and mapping keys.
     parts = []
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif parts and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(item)):
-            break
-        elif parts and str(item) in ("float", "int", "str", "bool", "list", "dict", "none"):
+        elif parts and ("[" in str(item) or str(item) in ("float", "int", "str", "bool", "list", "dict", "none")):
             break
         else:
             parts.append(("." if parts else "") + str(item))

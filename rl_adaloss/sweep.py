@@ -48,37 +48,33 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field, PositiveInt, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, PositiveInt, model_validator
 
-from rl_adaloss.config import expand_shorthands, find_config, load_config, optimizer_arguments, override, resolve
+from rl_adaloss.config import find_config, load_config, optimizer_arguments, override, resolve
 from rl_adaloss.errors import UsageError, report_usage_error
 from rl_adaloss.io import read_json
 from rl_adaloss.optim import OPTIMIZERS
 from rl_adaloss.records import FINAL_STATUSES, RunRecord, read_result, with_result
 from rl_adaloss.records import write_index as write_records
-from rl_adaloss.schema import Section, describe, read_yaml, validate
+from rl_adaloss.schema import Positive, Section, describe, read_yaml, validate
 from rl_adaloss.train import sigterm_as_interrupt
 
 
-def _positive_numbers(value: Any) -> Any:
-    if not isinstance(value, list) or not value or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in value):
-        raise UsageError(f"b0: expected a non-empty list of numbers > 0, got {value!r}")
-    return [float(v) for v in value]
+def _folder_name(name: str) -> str:
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"expected a plain folder name, got {name!r}")
+    return name
 
 
-def _integers(value: Any) -> Any:
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool)
-                                                           for v in value):
-        raise UsageError(f"seeds: expected a non-empty list of integers, got {value!r}")
-    return value
+FolderName = Annotated[str, AfterValidator(_folder_name)]
 
 
 class Variant(Section):
@@ -86,74 +82,45 @@ class Variant(Section):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = Field(description=f"the rule: {', '.join(OPTIMIZERS)}")
+    name: Literal[tuple(OPTIMIZERS)] = Field(description=f"the rule: {', '.join(OPTIMIZERS)}")
     layout: Literal["separate", "joint"] | None = Field(None, description="separate or joint (null: the base's)")
     overrides: dict[str, Any] | None = Field(None, description="dotted keys set in this variant's runs only")
 
-
-def _variants(value: Any) -> Any:
-    if not isinstance(value, dict) or not value:
-        raise UsageError("optimizers: expected a mapping of variant names to optimizer settings")
-    for variant, spec in value.items():
-        if not isinstance(spec, dict) or spec.get("name") not in OPTIMIZERS:
-            raise UsageError(f"optimizers.{variant}: expected a mapping with name one of {', '.join(OPTIMIZERS)}")
-        if "lr" in spec or "b0" in spec:
-            raise UsageError(f"optimizers.{variant}: lr and b0 come from the grid (eta, b0), not the variant")
-    return value
+    @model_validator(mode="after")
+    def _no_grid_keys(self) -> Variant:
+        if {"lr", "b0"} & set(self.model_extra or {}):
+            raise ValueError("lr and b0 come from the grid (eta, b0), not the variant")
+        return self
 
 
 class QuickSection(Section):
     """What ``--quick`` changes."""
 
-    b0: list[float] | None = Field(None, description="the quick grid's b0 values")
-    seeds: list[int] | None = Field(None, description="the quick grid's seeds")
+    b0: list[Positive] | None = Field(None, min_length=1, description="the quick grid's b0 values")
+    seeds: list[int] | None = Field(None, min_length=1, description="the quick grid's seeds")
     total_timesteps: PositiveInt | None = Field(None, description="the quick budget per run")
     overrides: dict[str, Any] | None = Field(None, description="the quick runs' overrides")
-    optimizers: dict[str, Variant] | None = Field(None, description="the quick grid's variants")
-
-    _b0 = field_validator("b0", mode="before")(lambda v: v if v is None else _positive_numbers(v))
-    _seeds = field_validator("seeds", mode="before")(lambda v: v if v is None else _integers(v))
+    optimizers: dict[FolderName, Variant] | None = Field(None, min_length=1, description="the quick grid's variants")
 
 
 class SweepConfig(Section):
     """A grid of b0 x optimizer variants x seeds over one base training config."""
 
-    name: str = Field(description="the sweep folder's name, under --out-dir")
+    name: FolderName = Field(description="the sweep folder's name, under --out-dir")
     base: str = Field(description="the training config every run starts from (relative to the sweep config, or "
                                   "a shipped config's name)")
     total_timesteps: PositiveInt | None = Field(None, description="the budget of every run (null: the base's)")
     eta: float = Field(1.0, gt=0, description="base step size: every run's first step is eta/sqrt(b0)")
-    b0: list[float] = Field(description="initial accumulators (AdamLoss's unsquared b0)")
-    seeds: list[int] = Field(description="seeds of every grid point")
-    optimizers: dict[str, Variant] = Field(description="named variants: a rule plus how it is wired")
+    b0: list[Positive] = Field(min_length=1, description="initial accumulators (AdamLoss's unsquared b0)")
+    seeds: list[int] = Field(min_length=1, description="seeds of every grid point")
+    optimizers: dict[FolderName, Variant] = Field(min_length=1, description="named variants: a rule plus how it is "
+                                                                            "wired")
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted keys set in every run")
-    conditions: dict[str, dict[str, Any]] | None = Field(
+    conditions: dict[FolderName, dict[str, Any]] | None = Field(
         None, description="named sets of dotted keys (a grid over any key): every variant runs under every "
                           "condition, as the variant <condition>/<variant>")
     quick: QuickSection | None = Field(None, description="what --quick changes")
     ray_gpu_fraction: float = Field(0.25, gt=0, le=1, description="GPU share of a Ray task with device: cuda")
-
-    _b0 = field_validator("b0", mode="before")(_positive_numbers)
-    _seeds = field_validator("seeds", mode="before")(_integers)
-    _optimizers = field_validator("optimizers", mode="before")(_variants)
-
-    @field_validator("name")
-    @classmethod
-    def _plain_name(cls, name: str) -> str:
-        return _folder_name("name", name)
-
-    @field_validator("optimizers", "conditions")
-    @classmethod
-    def _plain_keys(cls, value: dict[str, Any] | None, info: Any) -> dict[str, Any] | None:
-        for key in value or {}:
-            _folder_name(f"{info.field_name}.{key}", key)
-        return value
-
-
-def _folder_name(where: str, name: str) -> str:
-    if not name or "/" in name or name in (".", ".."):
-        raise UsageError(f"{where}: expected a plain folder name, got {name!r}")
-    return name
 
 
 def with_conditions(variants: dict[str, Any], conditions: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
@@ -240,7 +207,7 @@ def expand(sweep: dict[str, Any], out_dir: Path) -> list[GridPoint]:
                 if "total_timesteps" in sweep:
                     raw["total_timesteps"] = sweep["total_timesteps"]
                 try:
-                    config = resolve(override(expand_shorthands(raw), overrides))
+                    config = resolve(override(raw, overrides))
                 except UsageError as error:
                     raise UsageError(f"optimizers.{variant}: {error}") from None
                 run_dir = out_dir / sweep["name"] / config["env"] / variant / f"b0={format_b0(b0)}" / f"seed={seed}"
@@ -257,7 +224,7 @@ ENGINES = ("sb3", "batched")
 #: Held by the process that runs a grid point. An OS lock (flock): it dies with its process, so a kill -9 never
 #: leaves a run that looks taken.
 LOCK_NAME = ".run.lock"
-#: What run_point returns for a grid point that another live process is running.
+#: The result of a grid point that another live process holds: skipped, waited for at the end.
 BUSY = "busy"
 
 
@@ -266,31 +233,56 @@ def point_status(point: GridPoint) -> str | None:
     return result["status"] if result else None
 
 
-def run_point(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
-    """Run (or resume) one grid point in this process, holding its lock; the function both backends dispatch.
-
-    Returns ``{"status": "busy"}`` at once if another process holds the point (two invocations of one sweep)."""
-    import torch
+@contextmanager
+def held(run_dirs: list[str]) -> Iterator[tuple[set[int], dict[int, dict[str, Any]]]]:
+    """Hold the lock of every run directory that no other process holds, for the block. Yields the indices of the
+    others (busy), and the results of the held runs that have ended (another process may have finished one since
+    this one looked)."""
     from filelock import FileLock, Timeout
+
+    locks, busy, ended = [], set(), {}
+    try:
+        for i, run_dir in enumerate(run_dirs):
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(Path(run_dir) / LOCK_NAME))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                busy.add(i)
+                continue
+            locks.append(lock)
+            done = read_result(Path(run_dir))
+            if done and done["status"] in FINAL_STATUSES:
+                ended[i] = done
+        yield busy, ended
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _busy_result() -> dict[str, Any]:
+    return {"status": BUSY, "reason": "being run by another process"}
+
+
+def run_points(configs: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[str, Any]]:
+    """The ``sb3`` engine's job (it holds one point): each point run (or resumed) as its own ``rl_adaloss.train`` run
+    in this process, holding its lock; ``{"status": "busy"}`` for a point another process holds."""
+    import torch
 
     from rl_adaloss.train import run
 
-    run_dir_path = Path(run_dir)
-    run_dir_path.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(run_dir_path / LOCK_NAME))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return {"status": BUSY, "reason": "being run by another process"}
-    try:
-        done = read_result(run_dir_path)
-        if done and done["status"] in FINAL_STATUSES:  # another process finished it since this one looked
-            return done
-        torch.set_num_threads(1)  # one process per run: threads would only fight each other
-        resume = (run_dir_path / "checkpoint.pkl").exists()
-        return run(config, run_dir_path, resume=resume, progress=False)
-    finally:
-        lock.release()
+    results = []
+    with held(run_dirs) as (busy, ended):
+        for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
+            if i in busy:
+                results.append(_busy_result())
+            elif i in ended:
+                results.append(ended[i])
+            else:
+                torch.set_num_threads(1)  # one process per run: threads would only fight each other
+                resume = (Path(run_dir) / "checkpoint.pkl").exists()
+                results.append(run(config, Path(run_dir), resume=resume, progress=False))
+    return results
 
 
 def wait_for_lock(point: GridPoint) -> None:
@@ -310,24 +302,10 @@ def run_batch_points(configs: list[dict[str, Any]], run_dirs: list[str], threads
     A member that has ended rides along (writing nothing) where the batch resumes from its checkpoint, so that the
     others continue exactly; without a checkpoint to resume, it is left out and the others start afresh."""
     import torch
-    from filelock import FileLock, Timeout
 
     from rl_adaloss.batched.run import default_checkpoint_path, run_batch
 
-    locks, busy, ended = [], set(), {}
-    try:
-        for i, run_dir in enumerate(run_dirs):
-            Path(run_dir).mkdir(parents=True, exist_ok=True)
-            lock = FileLock(str(Path(run_dir) / LOCK_NAME))
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                busy.add(i)
-                continue
-            locks.append(lock)
-            done = read_result(Path(run_dir))
-            if done and done["status"] in FINAL_STATUSES:
-                ended[i] = done
+    with held(run_dirs) as (busy, ended):
         members = [i for i in range(len(run_dirs)) if i not in busy]
         if not default_checkpoint_path([run_dirs[i] for i in members], checkpoint_dir).is_file():
             members = [i for i in members if i not in ended]
@@ -335,15 +313,10 @@ def run_batch_points(configs: list[dict[str, Any]], run_dirs: list[str], threads
         if any(i not in ended for i in members):
             torch.set_num_threads(threads)
             dirs = [run_dirs[i] for i in members]
-            for i, result in zip(members, run_batch([configs[i] for i in members], dirs,
-                                                     default_checkpoint_path(dirs, checkpoint_dir))):
-                results[i] = result
+            results.update(zip(members, run_batch([configs[i] for i in members], dirs,
+                                                  default_checkpoint_path(dirs, checkpoint_dir))))
         results.update(ended)
-        return [{"status": BUSY, "reason": "being run by another process"} if i in busy else results[i]
-                for i in range(len(run_dirs))]
-    finally:
-        for lock in locks:
-            lock.release()
+        return [_busy_result() if i in busy else results[i] for i in range(len(run_dirs))]
 
 
 def _check_unchanged(points: list[GridPoint]) -> None:
@@ -428,14 +401,16 @@ def _batch_threads(workers: int, batches: int) -> int:
 # -- backends ------------------------------------------------------------------------------------------------------
 
 class Progress:
-    """Live counts (done, running, finished, diverged, failed) and an ETA from the runs done so far, on one line."""
+    """Live counts (done, running, finished, diverged, failed) and an ETA from the runs done so far, on one line;
+    without ``show``, nothing."""
 
-    def __init__(self, total: int, todo: int, workers: int) -> None:
+    def __init__(self, total: int, todo: int, workers: int, show: bool) -> None:
         from tqdm.auto import tqdm
 
         self.todo, self.workers, self.done = todo, workers, 0
         self.counts: dict[str, int] = {}
-        self.bar = tqdm(total=total, initial=total - todo, unit="run", desc="sweep", dynamic_ncols=True)
+        self.bar = tqdm(total=total, initial=total - todo, unit="run", desc="sweep", dynamic_ncols=True,
+                        disable=not show)
         self._show()
 
     def finished(self, status: str) -> None:
@@ -449,7 +424,8 @@ class Progress:
         self.bar.set_postfix(running=running, **self.counts)
 
     def write(self, line: str) -> None:
-        self.bar.write(line)
+        if not self.bar.disable:
+            self.bar.write(line)
 
     def close(self) -> None:
         self.bar.close()
@@ -464,25 +440,11 @@ class Job:
     points: list[GridPoint]
 
 
-def run_points(configs: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[str, Any]]:
-    """The ``sb3`` engine's job: each point its own ``rl_adaloss.train`` run (a job holds one point)."""
-    return [run_point(config, run_dir) for config, run_dir in zip(configs, run_dirs)]
-
-
-def sb3_jobs(todo: list[GridPoint]) -> list[Job]:
-    return [Job(run_points, ([p.config], [str(p.run_dir)]), [p]) for p in todo]
-
-
-def batched_jobs(batches: list[list[GridPoint]], threads: int, checkpoint_dir: Path) -> list[Job]:
-    return [Job(run_batch_points, ([p.config for p in batch], [str(p.run_dir) for p in batch], threads,
-                                   str(checkpoint_dir)), batch) for batch in batches]
-
-
 def _failed(job: Job, reason: str) -> list[dict[str, Any]]:
     return [{"status": "failed", "reason": reason.splitlines()[0]}] * len(job.points)
 
 
-def run_local(jobs: list[Job], workers: int, on_result: Callable[[GridPoint, dict], None]) -> None:
+def run_local(jobs: list[Job], workers: int, on_results: Callable[[Job, list[dict]], None]) -> None:
     """One process per job, ``workers`` at a time."""
     import multiprocessing
 
@@ -498,8 +460,7 @@ def run_local(jobs: list[Job], workers: int, on_result: Callable[[GridPoint, dic
                         results = future.result()
                     except Exception as error:  # noqa: BLE001 - a worker that died; recorded, the sweep goes on
                         results = _failed(job, f"worker died: {type(error).__name__}: {error}")
-                    for point, result in zip(job.points, results):
-                        on_result(point, result)
+                    on_results(job, results)
         except KeyboardInterrupt:
             # Ctrl-C reaches the workers too, but a SIGTERM to the sweep alone does not: pass it on, so that every
             # running run (or batch) saves a checkpoint, and start no new one.
@@ -512,7 +473,7 @@ def run_local(jobs: list[Job], workers: int, on_result: Callable[[GridPoint, dic
 
 
 def run_ray(jobs: list[Job], address: str | None, gpu_fraction: float,
-            on_result: Callable[[GridPoint, dict], None]) -> None:
+            on_results: Callable[[Job, list[dict]], None]) -> None:
     """The same jobs as Ray tasks: one CPU each, a GPU fraction for ``device: cuda``, retried if a worker is lost.
     Run directories must be on storage that every node sees (the --out-dir)."""
     try:
@@ -536,8 +497,7 @@ def run_ray(jobs: list[Job], address: str | None, gpu_fraction: float,
                     results = ray.get(ref)
                 except Exception as error:  # noqa: BLE001 - lost beyond its retries; recorded
                     results = _failed(job, f"ray task failed: {type(error).__name__}")
-                for point, result in zip(job.points, results):
-                    on_result(point, result)
+                on_results(job, results)
     finally:
         if started_here:
             ray.shutdown()
@@ -564,14 +524,14 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
         check_batched(points)
     checkpoint_dir = out_dir / sweep["name"] / BATCHES_DIR
     todo = [p for p in points if point_status(p) not in FINAL_STATUSES]
-    bar = Progress(len(points), len(todo), workers) if progress else None
+    bar = Progress(len(points), len(todo), workers, show=progress)
     busy: list[GridPoint] = []
 
-    def on_result(point: GridPoint, result: dict) -> None:
-        if result["status"] == BUSY:
-            busy.append(point)
-            return
-        if bar is not None:
+    def on_results(job: Job, results: list[dict]) -> None:
+        for point, result in zip(job.points, results):
+            if result["status"] == BUSY:
+                busy.append(point)
+                continue
             bar.finished(result["status"])
             if result["status"] != "finished":
                 bar.write(f"{point.label}: {result['status']} ({result.get('reason')})")
@@ -584,25 +544,25 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
                 batches = plan_batches(points, todo, workers)
                 # A Ray task has one CPU; local batches share the cores.
                 threads = 1 if backend == "ray" else _batch_threads(workers, len(batches))
-                jobs = batched_jobs(batches, threads, checkpoint_dir)
+                jobs = [Job(run_batch_points, ([p.config for p in batch], [str(p.run_dir) for p in batch], threads,
+                                               str(checkpoint_dir)), batch) for batch in batches]
             else:
-                jobs = sb3_jobs(todo)
+                jobs = [Job(run_points, ([p.config], [str(p.run_dir)]), [p]) for p in todo]
             if backend == "ray":
-                run_ray(jobs, address, float(sweep.get("ray_gpu_fraction", 0.25)), on_result)
+                run_ray(jobs, address, float(sweep.get("ray_gpu_fraction", 0.25)), on_results)
             else:
-                run_local(jobs, workers, on_result)
-            if busy and bar is not None:
+                run_local(jobs, workers, on_results)
+            if busy:
                 bar.write(f"waiting for {len(busy)} runs that another process is running")
             for point in busy:
                 wait_for_lock(point)
             todo = [p for p in busy if point_status(p) not in FINAL_STATUSES]
             for point in busy:
-                if point not in todo and bar is not None:
+                if point not in todo:
                     bar.finished(point_status(point) or "not run")
             busy = []
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         counts = write_index(sweep, points, out_dir)
     return counts
 

@@ -93,10 +93,13 @@ def test_dry_run_prints_the_grid_and_writes_nothing(tmp_path, capsys):
 
 @pytest.mark.parametrize("change, message", [
     ({"colour": "red"}, "unknown sweep key 'colour'"),
-    ({"b0": [0.0, 1.0]}, "b0: expected a non-empty list of numbers > 0"),
-    ({"seeds": []}, "seeds: expected a non-empty list of integers"),
-    ({"optimizers": {"x": {"name": "rmsprop"}}}, "optimizers.x: expected a mapping with name one of"),
-    ({"optimizers": {"x": {"name": "adam", "lr": 0.1}}}, "lr and b0 come from the grid"),
+    ({"b0": [0.0, 1.0]}, "b0[0]: expected greater than 0, got 0.0"),
+    ({"b0": [1.0, float("inf")]}, "b0[1]: expected a finite number"),
+    ({"seeds": []}, "seeds: expected at least 1 item"),
+    ({"seeds": [0, 1.5]}, "seeds[1]: expected a valid integer"),
+    ({"optimizers": {"x-y": {"name": "rmsprop"}}}, "optimizers.x-y.name: expected 'adam', "),
+    ({"optimizers": {"x": {"name": "adam", "lr": 0.1}}}, "optimizers.x: lr and b0 come from the grid"),
+    ({"optimizers": {"a/b": {"name": "adam"}}}, "optimizers.a/b: expected a plain folder name, got 'a/b'"),
     ({"optimizers": {"x": {"name": "adam", "alpha": 0.1}}}, "unknown key 'optimizer.alpha' for optimizer adam"),
 ])
 def test_bad_sweep_configs_exit_2_with_one_line(tmp_path, capsys, change, message):

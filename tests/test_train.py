@@ -495,10 +495,10 @@ def test_config_errors_are_config_errors():
 @pytest.mark.parametrize("name", ["adam", "adamloss", "adamsqrt", "adaloss", "adagradnorm", "sgd", "sgd_decaysqrt"])
 def test_resolving_a_resolved_config_changes_nothing(name):
     # --resume reads a run's own config.yaml back: it must resolve to the same config (torch Adam's int defaults).
-    from rl_adaloss.config import from_dict
+    from rl_adaloss.config import resolve
 
     config = load_config(BASE, [f"optimizer.name={name}"])
-    assert from_dict(yaml.safe_load(yaml.safe_dump(config))) == config
+    assert resolve(yaml.safe_load(yaml.safe_dump(config))) == config
 
 
 @pytest.mark.parametrize("interrupt_at", [2 * ROLLOUT + 2 * 37, 3 * ROLLOUT], ids=["mid-rollout", "rollout-end"])

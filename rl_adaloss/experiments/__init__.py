@@ -19,6 +19,8 @@ import contextlib
 import csv
 import io
 import math
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
@@ -29,30 +31,7 @@ from pydantic import ConfigDict, ValidationError
 
 from rl_adaloss.errors import UsageError, exit_on_usage_error
 from rl_adaloss.optim import AdaGradNorm, AdaLoss, SGDConstant, SGDDecaySqrt
-from rl_adaloss.schema import (
-    Section,
-    apply_overrides,
-    describe,
-    error_line,
-    load_yaml_text,
-    read_yaml,
-)
-
-__all__ = [
-    "CONFIG_DIR",
-    "ExperimentSettings",
-    "cli",
-    "csv_text",
-    "flag_text",
-    "make_optimizer",
-    "markdown_table",
-    "parser",
-    "resolve",
-    "settings_markdown",
-    "settled_index",
-    "text_table",
-    "torch_threads",
-]
+from rl_adaloss.schema import Section, apply_overrides, describe, error_line, load_yaml_text, read_yaml
 
 #: The packaged configs (``rl_adaloss/configs/<name>.yaml``), found in a source checkout and an installed package.
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -61,7 +40,9 @@ S = TypeVar("S", bound="ExperimentSettings")
 
 
 class ExperimentSettings(Section):
-    """An experiment's settings: every field has its default and description; numbers must be finite."""
+    """An experiment's settings: every field has its default and description; numbers must be finite. The defaults
+    live here, beside each key's type, range and description, so that every setting is written once and a config
+    file names only what it changes (the packaged one: the ``quick`` overlay)."""
 
     model_config = ConfigDict(allow_inf_nan=False)
 
@@ -147,18 +128,25 @@ def _validated(model: type[S], values: dict[str, Any], source: str, prefix: str)
         raise UsageError("--" + key.replace("_", "-") + error_line(error).removeprefix(key)) from None
 
 
-def cli(model: type[S], name: str, description: str, run: Callable[[S, Path, bool], int],
+def cli(model: type[S], name: str, description: str, run: Callable[[S, Path, bool, Callable[[str], None]], list[str]],
         argv: Sequence[str] | None = None) -> int:
-    """The command line of experiment ``name``: ``run(settings, out_dir, quick)`` with the settings that
-    :func:`resolve` finds, or with ``--print-config`` those settings, described. Bad input is one line on stderr and
-    exit code 2, before anything is written."""
+    """The command line of experiment ``name``: ``run(settings, out_dir, quick, log)`` with the settings that
+    :func:`resolve` finds, on one torch thread, logging its progress to stderr (not with ``--quick``); it returns the
+    names of the files it wrote. With ``--print-config``, those settings, described. Bad input is one line on stderr
+    and exit code 2, before anything is written."""
     def main(argv: Sequence[str] | None) -> int:
         args = parser(model, name, description).parse_intermixed_args(argv)
         settings = resolve(model, args)
         if args.print_config:
             print(describe(settings))
             return 0
-        return run(settings, args.out, args.quick)
+        start = time.perf_counter()
+        log = (lambda line: None) if args.quick else (lambda line: print(line, file=sys.stderr))
+        args.out.mkdir(parents=True, exist_ok=True)
+        with torch_threads(1):
+            written = run(settings, args.out, args.quick, log)
+        print(f"Wrote {args.out}/{', '.join(written)} in {time.perf_counter() - start:.1f} s")
+        return 0
 
     return exit_on_usage_error(main, argv)
 
@@ -203,8 +191,8 @@ def resolve(model: type[S], args: argparse.Namespace) -> S:
         raise UsageError(f"{args.config}: quick: expected a mapping of keys, got {quick!r}")
     flags = {key: _from_flag(field.annotation, getattr(args, key))
              for key, field in model.model_fields.items() if getattr(args, key) is not None}
-    settings = _validated(model, values, f"{args.config}: ", "")
-    for update, source, prefix in ((quick if args.quick else {}, f"{args.config}: ", "quick."),
+    file = f"{args.config}: "
+    for update, source, prefix in (({}, file, ""), (quick if args.quick else {}, file, "quick."),
                                    (apply_overrides({}, args.overrides), "", ""), (flags, "", "--")):
         values.update(update)
         settings = _validated(model, values, source, prefix)
@@ -215,9 +203,19 @@ def resolve(model: type[S], args: argparse.Namespace) -> S:
 # -- tables --------------------------------------------------------------------------------------------------------
 
 
-def settings_markdown(settings: Section) -> str:
-    """The settings used, as a markdown list (for the ``.md`` reports)."""
-    return "\n".join(f"- `{key}` = {flag_text(value)}" for key, value in settings) + "\n"
+def markdown_header(title: str, name: str, quick: bool, settings: Section) -> str:
+    """The start of an experiment's ``.md`` report: its title, the command, and the settings used as a list."""
+    return (f"# {title}{' (quick run)' if quick else ''}\n\nGenerated by `python -m rl_adaloss.experiments.{name}"
+            f"{' --quick' if quick else ''}`. Settings:\n\n"
+            + "".join(f"- `{key}` = {flag_text(value)}\n" for key, value in settings))
+
+
+def subplots(rows: int, columns: int, figsize: tuple[float, float], **options: Any):
+    """A matplotlib figure (drawn off screen, no window) and its ``rows`` x ``columns`` axes."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(rows, columns, **options)
 
 
 def _cell(value: Any) -> str:
@@ -242,23 +240,25 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def _cells(rows: list[dict[str, Any]], columns: Sequence[str] | None) -> tuple[list[str], list[list[str]]]:
+    columns = list(columns or rows[0])
+    return columns, [[_cell(row.get(c)) for c in columns] for row in rows]
+
+
 def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """Rows as a GitHub markdown table, floats with 4 significant digits."""
     if not rows:
         return "(no rows)\n"
-    columns = list(columns or rows[0])
+    columns, cells = _cells(rows, columns)
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells]) + "\n"
 
 
 def text_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """Rows as a plain aligned table for the terminal."""
     if not rows:
         return "(no rows)\n"
-    columns = list(columns or rows[0])
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    columns, cells = _cells(rows, columns)
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     out = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
     out += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]

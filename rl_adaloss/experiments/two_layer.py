@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import math
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,25 +41,22 @@ from rl_adaloss.experiments import (
     cli,
     csv_text,
     make_optimizer,
+    markdown_header,
     markdown_table,
-    settings_markdown,
     settled_index,
+    subplots,
     text_table,
-    torch_threads,
 )
 from rl_adaloss.io import save_figure, write_atomic
+from rl_adaloss.schema import Positive
 
 NAME = "two_layer"
 LABELS = {"adaloss": "AdaLoss", "adagradnorm": "AdaGrad-Norm", "gd": "GD (constant step)"}
 COLORS = {"adaloss": "C3", "adagradnorm": "C0"}
 
-Positive = Annotated[float, Field(gt=0)]
-
 
 class Settings(ExperimentSettings):
-    """The full run's settings; ``rl_adaloss/configs/two_layer.yaml`` holds the ``quick`` overlay. The defaults live
-    here, beside each key's type, range and description, so that every setting is written once and a config file
-    names only what it changes."""
+    """The full run's settings; ``rl_adaloss/configs/two_layer.yaml`` holds the ``quick`` overlay."""
 
     n: int = Field(40, ge=2, description="training points (unit inputs in R^d, labels +-1)")
     d: int = Field(80, ge=2, description="input dimension (d >= n gives nearly orthogonal inputs)")
@@ -375,18 +371,8 @@ def figure6(s, X, y, log) -> tuple[list[dict[str, Any]], dict]:
 # -- figures ------------------------------------------------------------------------------------------------------
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_fig5(rows, path: Path) -> None:
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2))
+    fig, axes = subplots(1, 2, figsize=(8.5, 3.2))
     for family in dict.fromkeys(r["family"] for r in rows):
         sel = [r for r in rows if r["family"] == family]
         ns = [r["n"] for r in sel]
@@ -399,15 +385,16 @@ def plot_fig5(rows, path: Path) -> None:
 
 
 def plot_thm2(curves, rows, s, path: Path) -> None:
-    plt = _pyplot()
+    from matplotlib import colormaps
+
     widths = s.thm2_widths
-    fig, axes = plt.subplots(1, len(widths), figsize=(4.2 * len(widths), 3.3), squeeze=False, sharey=True)
+    fig, axes = subplots(1, len(widths), figsize=(4.2 * len(widths), 3.3), squeeze=False, sharey=True)
     names = list(dict.fromkeys(r["step"] for r in rows))
     for j, m in enumerate(widths):
         ax = axes[0, j]
         for k, name in enumerate(names):
             loss = curves[(m, name, 0)]
-            color = "k" if name == "du" else plt.cm.plasma(k / max(1, len(names)))
+            color = "k" if name == "du" else colormaps["plasma"](k / max(1, len(names)))
             label = "Du et al. λ₀/n²" if name == "du" else f"η={name}"
             ax.plot(np.arange(len(loss)), loss / loss[0], color=color, label=label, ls="--" if name == "du" else "-")
         ax.set(yscale="log", xlabel="iteration k", title=f"GD, width m={m}", ylim=(1e-30, 1e3))
@@ -417,13 +404,14 @@ def plot_thm2(curves, rows, s, path: Path) -> None:
 
 
 def plot_thm3(curves, rows, s, path: Path) -> None:
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    from matplotlib import colormaps
+
+    fig, axes = subplots(1, 2, figsize=(9, 3.4))
     keys = [k for k in curves if k[3] == 0]
     styles = ["-", "--", ":", "-."]
     for method, alpha, b0, _ in keys:
         run = curves[(method, alpha, b0, 0)]
-        color = COLORS[method] if method == "adagradnorm" else plt.cm.autumn(
+        color = COLORS[method] if method == "adagradnorm" else colormaps["autumn"](
             s.thm3_alphas.index(alpha) / max(1, len(s.thm3_alphas)))
         ls = styles[s.thm3_b0s.index(b0) % len(styles)]
         label = f"{LABELS[method]}{'' if alpha is None else f' a={alpha:g}'} b0={b0:g}"
@@ -445,12 +433,13 @@ def plot_thm3(curves, rows, s, path: Path) -> None:
 
 
 def plot_fig6(curves, rows, s, path: Path) -> None:
-    plt = _pyplot()
+    from matplotlib import colormaps
+
     grid = s.fig6_b0_grid
     methods = fig6_methods(s)
-    colors = {m: (COLORS["adagradnorm"] if m[0] == "adagradnorm" else plt.cm.autumn(
+    colors = {m: (COLORS["adagradnorm"] if m[0] == "adagradnorm" else colormaps["autumn"](
         s.fig6_alphas.index(m[1]) / max(1, len(s.fig6_alphas)))) for m in methods}
-    fig, axes = plt.subplots(1, len(grid) + 1, figsize=(2.6 * (len(grid) + 1), 3.0), squeeze=False)
+    fig, axes = subplots(1, len(grid) + 1, figsize=(2.6 * (len(grid) + 1), 3.0), squeeze=False)
     for j, b0 in enumerate(grid):
         ax = axes[0, j]
         for method, alpha in methods:
@@ -475,19 +464,14 @@ def plot_fig6(curves, rows, s, path: Path) -> None:
 # -- main -----------------------------------------------------------------------------------------------------------
 
 
-def run(s: Settings, out: Path, quick: bool) -> int:
-    start = time.perf_counter()
-    log = (lambda *_a, **_k: None) if quick else (lambda msg: print(msg, file=sys.stderr))
-    with torch_threads(1):
-        Xn, yn = make_data(s.n, s.d, s.data_seed)
-        eig = np.linalg.eigvalsh(h_infinity(Xn))
-        X, y = torch.from_numpy(Xn), torch.from_numpy(yn)
-        fig5_rows = figure5(s, log)
-        thm2_rows, thm2_curves = theorem2(s, X, y, eig, log)
-        thm3_rows, thm3_curves = theorem3(s, X, y, eig, log)
-        fig6_rows, fig6_curves = figure6(s, X, y, log)
-
-    out.mkdir(parents=True, exist_ok=True)
+def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list[str]:
+    Xn, yn = make_data(s.n, s.d, s.data_seed)
+    eig = np.linalg.eigvalsh(h_infinity(Xn))
+    X, y = torch.from_numpy(Xn), torch.from_numpy(yn)
+    fig5_rows = figure5(s, log)
+    thm2_rows, thm2_curves = theorem2(s, X, y, eig, log)
+    thm3_rows, thm3_curves = theorem3(s, X, y, eig, log)
+    fig6_rows, fig6_curves = figure6(s, X, y, log)
     plot_fig5(fig5_rows, out / "two_layer_fig5.png")
     plot_thm2(thm2_curves, thm2_rows, s, out / "two_layer_thm2.png")
     plot_thm3(thm3_curves, thm3_rows, s, out / "two_layer_thm3.png")
@@ -509,9 +493,7 @@ def run(s: Settings, out: Path, quick: bool) -> int:
     fig6_cols = ["method", "alpha", "b0", "epochs_to_near_zero", "final_loss_rel_gmean", "final_loss_rel_max",
                  "b_final_mean", "adaloss_over_adagradnorm", "holds", "diverged"]
     fig5_cols = ["family", "n", "d", "H_norm", "lambda_0", "step_ours", "step_du"]
-    md = [f"# Two-layer ReLU network (Du et al. 2019 setting){' (quick run)' if quick else ''}\n\n",
-          "Generated by `python -m rl_adaloss.experiments.two_layer"
-          f"{' --quick' if quick else ''}`. Settings:\n\n", settings_markdown(s), f"\n{header}\n",
+    md = [markdown_header("Two-layer ReLU network (Du et al. 2019 setting)", NAME, quick, s), f"\n{header}\n",
           "Losses are relative to the initial loss. `near-zero` = loss <= near_zero x initial loss; "
           "`iters_to_near_zero` / `epochs_to_near_zero` count until the loss stays there.\n",
           "\n## Figure 5: ||H_inf|| vs n\n\n", markdown_table(fig5_rows, fig5_cols),
@@ -543,9 +525,8 @@ def run(s: Settings, out: Path, quick: bool) -> int:
           "(geometric mean over seeds)")
     print(text_table(fig6_rows, ["method", "alpha", "b0", "epochs_to_near_zero", "final_loss_rel_gmean",
                                  "adaloss_over_adagradnorm", "holds"]))
-    print(f"Wrote {out}/two_layer_fig5.png, two_layer_thm2.png, two_layer_thm3.png, two_layer_fig6.png, "
-          f"two_layer.csv, two_layer.md in {time.perf_counter() - start:.1f} s")
-    return 0
+    return ["two_layer_fig5.png", "two_layer_thm2.png", "two_layer_thm3.png", "two_layer_fig6.png", "two_layer.csv",
+            "two_layer.md"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

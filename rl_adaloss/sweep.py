@@ -13,7 +13,11 @@ A sweep config (YAML) names a base training config and what varies::
       adamloss: {name: adamloss, layout: separate}
       adamloss-joint: {name: adamloss, layout: joint}
       adamsqrt: {name: adamsqrt}
+      rawadv: {name: adamloss, overrides: {ppo.normalize_advantage: false}}   # a variant's own dotted keys
     overrides: {eval.episodes: 5}       # optional, applied to every run
+    conditions:                         # optional: a grid over any keys; every variant runs under every condition
+      normalized: {normalize.reward: true}        #   as the variant normalized/adam, ... (folders nest alike)
+      raw: {normalize.reward: false}
     quick: {b0: [1.0, 1.0e6], seeds: [0], total_timesteps: 8192}   # what --quick changes
 
 The optimizers are paired at the **same initial step size** eta/sqrt(b0), as in the paper: Adam runs at
@@ -160,15 +164,17 @@ def format_b0(b0: float) -> str:
 
 # -- the sweep config and its grid --------------------------------------------------------------------------------
 
-def load_sweep(path: str | Path, quick: bool = False) -> dict[str, Any]:
-    """Read and check a sweep config; with ``quick``, apply its ``quick`` section and suffix the name."""
+def load_sweep(path: str | Path, quick: bool = False, conditions: bool = True) -> dict[str, Any]:
+    """Read and check a sweep config; with ``quick``, apply its ``quick`` section and suffix the name; with
+    ``conditions``, every variant under every condition (:func:`with_conditions`), else the variants as written."""
     path = find_config(path)
     raw = read_yaml(path, follow_base=False)
     sweep = validate(SweepConfig, raw, label="sweep ").model_dump(mode="python", exclude_none=True)
     changes = sweep.pop("quick", None) or {}
     if quick:
         sweep = {**sweep, **changes, "name": f"{sweep['name']}-quick"}
-    sweep["optimizers"] = with_conditions(sweep["optimizers"], sweep.pop("conditions", None))
+    if conditions:
+        sweep["optimizers"] = with_conditions(sweep["optimizers"], sweep.pop("conditions", None))
     base = Path(sweep["base"])
     sweep["base"] = str(base if base.is_absolute() else find_config(path.parent / base).resolve())
     return sweep
@@ -616,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         return report_usage_error(error)
 
     if args.print_config:
-        print(describe(SweepConfig.model_validate(sweep)))
+        print(describe(SweepConfig.model_validate(load_sweep(args.config, args.quick, conditions=False))))
         return 0
     if args.dry_run:
         for point in points:

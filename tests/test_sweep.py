@@ -79,6 +79,25 @@ def test_grid_pairs_optimizers_at_the_same_initial_step(tmp_path):
     assert layouts["adamloss"] == "separate" and layouts["adamloss-joint"] == "joint"
 
 
+def test_conditions_run_every_variant_under_every_condition_with_its_own_overrides(tmp_path, capsys):
+    """conditions x variants become the variants <condition>/<variant>, each point with the condition's keys and
+    then its variant's own; a variant's override does not leak into the points expanded after it."""
+    path = write_sweep(tmp_path, seeds=[0], b0=[1.0e4], conditions={
+        "normalized": {"normalize.reward": True}, "raw": {"normalize.reward": False}},
+        optimizers={"adam": {"name": "adam"},
+                    "rawadv": {"name": "adamloss", "overrides": {"ppo.normalize_advantage": False}},
+                    "adamloss": {"name": "adamloss"}})
+    points = {p.optimizer: p for p in expand(load_sweep(path), tmp_path / "out")}
+    assert sorted(points) == sorted(f"{c}/{v}" for c in ("normalized", "raw") for v in ("adam", "rawadv", "adamloss"))
+    for name, point in points.items():
+        condition, variant = name.split("/")
+        assert point.config["normalize"]["reward"] is (condition == "normalized")
+        assert point.config["ppo"]["normalize_advantage"] is (variant != "rawadv")
+        assert point.run_dir.parent.parent.parent.name == condition and point.run_dir.parent.parent.name == variant
+    assert main(["--config", str(path), "--print-config"]) == 0  # the config as written, conditions and all
+    assert "conditions: {normalized: {normalize.reward: true}, raw: {normalize.reward: false}}" in capsys.readouterr().out
+
+
 def test_format_b0():
     assert [format_b0(v) for v in (1.0, 100.0, 1e6, 0.01, 2.5e-7)] == ["1", "100", "1e6", "0.01", "2.5e-7"]
 

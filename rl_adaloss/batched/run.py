@@ -418,6 +418,11 @@ class BatchRun:
         for logger in self.loggers.values():
             logger.close()
         self.loggers = {}
+        # The gymnasium fallback's envs hold clients (a physics engine's) to let go; the torch envs hold nothing.
+        if hasattr(self, "engine"):
+            self.engine.env.env.close()
+        if hasattr(self, "evaluator"):
+            self.evaluator.env.env.close()
 
 
 def run_batch(configs: Sequence[dict[str, Any]], run_dirs: Sequence[str | Path],

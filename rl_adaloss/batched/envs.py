@@ -1,4 +1,5 @@
-"""Batched torch versions of Pendulum-v1 and CartPoleSwingUp-v1: K members x n_envs environments in one tensor.
+"""Batched torch versions of Pendulum-v1 and CartPoleSwingUp-v1: K members x n_envs environments in one tensor; and
+:func:`make_batched_env`, which falls back to the registered gymnasium env for any other id.
 
 The state is a float64 tensor of shape ``(K, n_envs, state_dim)``; observations are float32 ``(K, n_envs, obs_dim)``.
 :meth:`BatchedEnv.step` follows Stable-Baselines3's ``DummyVecEnv`` over gymnasium's ``TimeLimit``:
@@ -14,6 +15,13 @@ Randomness is per member: member k's resets are drawn from its own counter-based
 so a member's episodes depend on its seed only, not on which other members share the batch or where it sits in it.
 (They are not numpy's draws: the batched env and gymnasium's env start episodes from different, equally distributed
 states.)
+
+Every other registered gymnasium env (the bullet swing-up, any physics engine's env with flat Box observations and
+Box actions) is run by :class:`rl_adaloss.batched.gym_envs.GymnasiumVectorEnv` with the same interface: K x n_envs
+real ``gymnasium.make(env_id)`` envs, each seeded and autoreset as SB3's ``DummyVecEnv`` does, so that member k's
+episodes are SB3's for ``seeds[k]``. It brings no speed-up beyond the batched networks and updates: the physics runs
+on the CPU, env by env, and its randomness is gymnasium's per env, not ``MemberRNG``. ``use_gymnasium=True`` takes
+it even where a torch version exists (to check one against the other).
 """
 
 from __future__ import annotations

@@ -27,6 +27,13 @@ reward ``cos theta`` after the step. The swing-up never terminates; the
 environment is registered with ``max_episode_steps=1000``, so gymnasium's
 ``TimeLimit`` truncates.
 
+State: ``get_state()`` gives everything the next steps read (both joints' position
+and velocity, the seeded generator, whether the env has been reset), picklable,
+and ``set_state()`` puts it into any env of this class, connecting it first if
+needed; the continued episode is the same bit for bit (the world's settings are
+the constants above, and pybullet keeps nothing else between steps that this
+model's steps read: ``tests/test_batched_gym_envs.py`` checks it).
+
 Rendering is ``rgb_array`` only, through pybullet's TinyRenderer
 (``getCameraImage``), which runs headless. Each env owns its own
 ``pybullet.DIRECT`` client, connected on the first ``reset``; ``close()``
@@ -109,6 +116,14 @@ class InvertedPendulumSwingupBulletEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
+        self._configure()
+        u = self.np_random.uniform(low=-self.theta_noise, high=self.theta_noise)
+        self._set_joints(((0.0, 0.0), (self.theta_down + u, 0.0)))
+        self._ready = True
+        return self._obs()[0], {}
+
+    def _configure(self) -> None:
+        """Connect (the first time) and set the world's settings, as every reset does."""
         if self._p is None:
             self._load()
         p = self._p
@@ -116,11 +131,25 @@ class InvertedPendulumSwingupBulletEnv(gym.Env):
         p.setDefaultContactERP(self.contact_erp)
         p.setPhysicsEngineParameter(fixedTimeStep=self.timestep, numSolverIterations=self.solver_iterations,
                                     numSubSteps=1)
-        u = self.np_random.uniform(low=-self.theta_noise, high=self.theta_noise)
-        p.resetJointState(*self._slider, targetValue=0.0, targetVelocity=0.0)
-        p.resetJointState(*self._hinge, targetValue=self.theta_down + u, targetVelocity=0.0)
-        self._ready = True
-        return self._obs()[0], {}
+
+    def _set_joints(self, joints) -> None:
+        """``((x, x_dot), (theta, theta_dot))``: the slider's and the hinge's position and velocity."""
+        for joint, (position, velocity) in zip((self._slider, self._hinge), joints):
+            self._p.resetJointState(*joint, targetValue=position, targetVelocity=velocity)
+
+    def get_state(self) -> dict[str, Any]:
+        """What the next steps read (see the module docstring), picklable."""
+        joints = (self._joint(self._slider), self._joint(self._hinge)) if self._ready else None
+        return {"joints": joints, "np_random": self._np_random, "np_random_seed": self._np_random_seed,
+                "ready": self._ready}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Put a :meth:`get_state` back (connecting first where this env has not been reset yet)."""
+        self._np_random, self._np_random_seed = state["np_random"], state["np_random_seed"]
+        self._ready = state["ready"]
+        if state["joints"] is not None:
+            self._configure()
+            self._set_joints(state["joints"])
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self._ready:

@@ -6,9 +6,10 @@ each environment's own state and RNG (mid-episode, through every wrapper: the ti
 episode sums), and the algorithm's last observation. :func:`capture` takes all of that; :func:`restore` puts it back.
 
 Environments are captured attribute by attribute, layer by layer, keeping what pickles: that is all the state of an
-environment written in Python (Pendulum-v1, CartPoleSwingUp-v1). An environment whose state lives elsewhere (a
-physics engine's server) cannot be captured this way, and its resumed run starts fresh episodes: :func:`capture`
-records that, so the checkpoint says whether its resume is exact.
+environment written in Python (Pendulum-v1, CartPoleSwingUp-v1). A layer whose state lives elsewhere (a physics
+engine's server) gives it itself, if its class defines ``get_state()`` (picklable) and ``set_state(state)``, as
+``envs.bullet_swingup`` does; otherwise it cannot be captured, and its resumed run starts fresh episodes:
+:func:`capture` records that, so the checkpoint says whether its resume is exact.
 """
 
 from __future__ import annotations
@@ -49,8 +50,20 @@ def _layers(env) -> list:
     return layers
 
 
+#: The key under which a layer's own ``get_state()`` is kept.
+_OWN_STATE = "__get_state__"
+
+
+def _gives_own_state(layer) -> bool:
+    # Looked up on the class: a gymnasium wrapper must not answer for the env it wraps.
+    return callable(getattr(type(layer), "get_state", None)) and callable(getattr(type(layer), "set_state", None))
+
+
 def _layer_state(layer) -> tuple[dict[str, bytes], bool]:
-    """The picklable attributes of one layer; whether everything that is not a link or a file pickled."""
+    """The picklable attributes of one layer (or its own ``get_state()``); whether everything that is not a link or
+    a file pickled."""
+    if _gives_own_state(layer):
+        return {_OWN_STATE: pickle.dumps(layer.get_state())}, True
     state, complete = {}, True
     for name, value in vars(layer).items():
         if name in _SKIPPED:
@@ -60,6 +73,29 @@ def _layer_state(layer) -> tuple[dict[str, bytes], bool]:
         except Exception:  # noqa: BLE001 - a handle into a native library: not state we can keep
             complete = False
     return state, complete
+
+
+def _set_layer_state(layer, state: dict[str, bytes]) -> None:
+    if _OWN_STATE in state:
+        layer.set_state(pickle.loads(state[_OWN_STATE]))
+        return
+    for name, value in state.items():
+        setattr(layer, name, pickle.loads(value))
+
+
+def env_layers_state(env) -> tuple[list[dict[str, bytes]], bool]:
+    """One gymnasium env's state, every wrapper down to the env itself, and whether the capture is complete."""
+    captured = [_layer_state(layer) for layer in _layers(env)]
+    return [state for state, _ in captured], all(ok for _, ok in captured)
+
+
+def set_env_layers_state(env, states: list[dict[str, bytes]]) -> None:
+    """Put an :func:`env_layers_state` back into an env made the same way."""
+    layers = _layers(env)
+    if len(layers) != len(states):
+        raise ValueError(f"the checkpoint's environment has {len(states)} layers, this one {len(layers)}")
+    for layer, state in zip(layers, states):
+        _set_layer_state(layer, state)
 
 
 def _vec_layers(vec_env) -> list:
@@ -92,8 +128,7 @@ def set_env_state(vec_env, states: list[dict[str, bytes]]) -> None:
     if len(layers) != len(states):
         raise ValueError(f"the checkpoint's environment has {len(states)} layers, this one {len(layers)}")
     for layer, state in zip(layers, states):
-        for name, value in state.items():
-            setattr(layer, name, pickle.loads(value))
+        _set_layer_state(layer, state)
 
 
 def capture(model, train_env, eval_env, rng: dict[str, Any] | None = None) -> dict[str, Any]:

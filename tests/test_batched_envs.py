@@ -101,5 +101,5 @@ def test_reset_distributions():
 
 
 def test_unknown_env_is_refused():
-    with pytest.raises(UsageError, match="no batched version"):
-        make_batched_env("MountainCarContinuous-v0", seeds=[0], n_envs=1)
+    with pytest.raises(UsageError, match="neither a batched env"):
+        make_batched_env("NoSuchEnv-v0", seeds=[0], n_envs=1)

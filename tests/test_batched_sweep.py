@@ -71,7 +71,7 @@ def test_a_batch_skips_busy_and_ended_members_and_runs_the_rest(tmp_path):
 
 
 @pytest.mark.parametrize("base_change, extra, message", [
-    ({"env": "CartPole-v1"}, {}, "no batched version of 'CartPole-v1'"),
+    ({"env": "CartPole-v1"}, {}, "continuous (Box) actions only; CartPole-v1 has Discrete(2)"),
     ({}, {"overrides": {"optimizer.lr": "lin_1.0"}}, "schedules are not supported"),
     ({}, {"overrides": {"policy_kwargs.squash_output": True, "ppo.use_sde": True}}, "squash_output"),
 ])

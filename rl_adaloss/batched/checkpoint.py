@@ -7,6 +7,10 @@ built engine of the same configs already has. :func:`restore` writes a capture b
 object: tensors in place (``copy_``, so that every alias, such as a parameter held by the policy's layer list and by
 its optimizer, sees the restored value), generators by ``set_state``, optimizers by ``load_state_dict``.
 
+An object of these modules whose state is not in such attributes (the gymnasium fallback's envs, whose state lives
+in gymnasium and in a physics engine) gives it itself: if its class defines ``get_state()`` and ``set_state(state)``,
+:func:`capture` keeps ``get_state()`` and :func:`restore` calls ``set_state``.
+
 The walk is generic on purpose: it does not name the engine's attributes, so an engine whose internals change still
 checkpoints completely, as long as its state lives in attributes of that kind. ``SKIPPED`` names the attributes
 that are derived anew each rollout (the rollout buffer, the last update's statistics).
@@ -42,6 +46,10 @@ def _ours(value: Any) -> bool:
     return module.startswith(_MODULES) and hasattr(value, "__dict__") and not isinstance(value, type)
 
 
+def _gives_own_state(value: Any) -> bool:
+    return callable(getattr(type(value), "get_state", None)) and callable(getattr(type(value), "set_state", None))
+
+
 def capture(value: Any, _seen: dict[int, Any] | None = None) -> Any:
     """A picklable capture of ``value``'s state (see the module's docstring)."""
     seen = {} if _seen is None else _seen
@@ -59,6 +67,8 @@ def capture(value: Any, _seen: dict[int, Any] | None = None) -> Any:
         if not all(isinstance(k, (str, int)) for k in value):
             return OPAQUE
         return ("dict", {k: capture(v, seen) for k, v in value.items()})
+    if _ours(value) and _gives_own_state(value):
+        return ("own_state", value.get_state())
     if _ours(value):
         if id(value) in seen:
             return OPAQUE  # a back-reference (the evaluator's engine): captured where it was first met
@@ -103,6 +113,11 @@ def _restore_value(current: Any, saved: Any, seen: set[int]) -> Any:
     if kind == "dict":
         old = current if isinstance(current, dict) else {}
         return {k: _restore_value(old.get(k), v, seen) for k, v in saved[1].items()}
+    if kind == "own_state":
+        if current is None or not _gives_own_state(current):
+            raise ValueError(f"checkpoint: no object to restore a state into (found {type(current).__name__})")
+        current.set_state(saved[1])
+        return current
     if kind == "object":
         if current is None or not _ours(current):
             raise ValueError(f"checkpoint: no object to restore into (found {type(current).__name__})")

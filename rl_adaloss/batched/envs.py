@@ -1,4 +1,5 @@
-"""Batched torch versions of Pendulum-v1 and CartPoleSwingUp-v1: K members x n_envs environments in one tensor.
+"""Batched torch versions of Pendulum-v1 and CartPoleSwingUp-v1: K members x n_envs environments in one tensor; and
+:func:`make_batched_env`, which falls back to the registered gymnasium env for any other id.
 
 The state is a float64 tensor of shape ``(K, n_envs, state_dim)``; observations are float32 ``(K, n_envs, obs_dim)``.
 :meth:`BatchedEnv.step` follows Stable-Baselines3's ``DummyVecEnv`` over gymnasium's ``TimeLimit``:
@@ -14,6 +15,13 @@ Randomness is per member: member k's resets are drawn from its own counter-based
 so a member's episodes depend on its seed only, not on which other members share the batch or where it sits in it.
 (They are not numpy's draws: the batched env and gymnasium's env start episodes from different, equally distributed
 states.)
+
+Every other registered gymnasium env (the bullet swing-up, any physics engine's env with flat Box observations and
+Box actions) is run by :class:`rl_adaloss.batched.gym_envs.GymnasiumVectorEnv` with the same interface: K x n_envs
+real ``gymnasium.make(env_id)`` envs, each seeded and autoreset as SB3's ``DummyVecEnv`` does, so that member k's
+episodes are SB3's for ``seeds[k]``. It brings no speed-up beyond the batched networks and updates: the physics runs
+on the CPU, env by env, and its randomness is gymnasium's per env, not ``MemberRNG``. ``use_gymnasium=True`` takes
+it even where a torch version exists (to check one against the other).
 """
 
 from __future__ import annotations
@@ -21,12 +29,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from rl_adaloss.batched.rng import MemberRNG
 from rl_adaloss.errors import UsageError
+
+if TYPE_CHECKING:
+    from rl_adaloss.batched.gym_envs import GymnasiumVectorEnv
 
 __all__ = ["BatchedEnv", "BatchedPendulum", "BatchedCartPoleSwingUp", "StepResult", "make_batched_env", "BATCHED_ENVS"]
 
@@ -96,6 +108,9 @@ class BatchedEnv:
         self.state = self._draw_reset(torch.ones(self.members, self.n_envs, dtype=torch.bool, device=self.device))
         self.elapsed.zero_()
         return self.observe()
+
+    def close(self) -> None:
+        """Nothing to release (the fallback's envs have clients to disconnect)."""
 
     def step(self, action: Tensor) -> StepResult:
         """One step of every env with actions (K, n, action_dim); done envs are reset (autoreset)."""
@@ -212,11 +227,19 @@ class BatchedCartPoleSwingUp(BatchedEnv):
 BATCHED_ENVS: dict[str, type[BatchedEnv]] = {cls.env_id: cls for cls in (BatchedPendulum, BatchedCartPoleSwingUp)}
 
 
-def make_batched_env(env_id: str, seeds: Sequence[int], n_envs: int, device: str | torch.device = "cpu") -> BatchedEnv:
-    """The batched version of ``env_id``; a :class:`UsageError` for an env that has none yet."""
-    if env_id not in BATCHED_ENVS:
-        raise UsageError(
-            f"env: the batched engine has no batched version of {env_id!r} "
-            f"(it has: {', '.join(BATCHED_ENVS)}); run it with rl_adaloss.sweep instead"
-        )
-    return BATCHED_ENVS[env_id](seeds, n_envs, device)
+def make_batched_env(env_id: str, seeds: Sequence[int], n_envs: int, device: str | torch.device = "cpu",
+                     use_gymnasium: bool = False) -> BatchedEnv | GymnasiumVectorEnv:
+    """The torch version of ``env_id`` where there is one, else (or with ``use_gymnasium``) the registered gymnasium
+    env stepped through :class:`~rl_adaloss.batched.gym_envs.GymnasiumVectorEnv`; a :class:`UsageError` for an id
+    that is neither, or whose spaces the engine cannot run."""
+    import gymnasium
+
+    import envs  # noqa: F401  (registers this project's envs)
+    from rl_adaloss.batched.gym_envs import GymnasiumVectorEnv  # imported here: it imports StepResult from here
+
+    if env_id in BATCHED_ENVS and not use_gymnasium:
+        return BATCHED_ENVS[env_id](seeds, n_envs, device)
+    if env_id not in gymnasium.envs.registry:
+        raise UsageError(f"env: {env_id!r} is neither a batched env ({', '.join(BATCHED_ENVS)}) nor a registered "
+                         f"gymnasium env")
+    return GymnasiumVectorEnv(env_id, seeds, n_envs, device)

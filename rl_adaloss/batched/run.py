@@ -22,6 +22,13 @@ run directories, the batch resumes from it and writes what an uninterrupted batc
 ``result.json`` already says finished or diverged when the batch resumes rides along without writing (a
 "passenger"), so that the others continue exactly.
 
+Any env the SB3 path trains with flat Box observations and Box actions can be batched: Pendulum-v1 and
+CartPoleSwingUp-v1 run as torch tensors (:mod:`rl_adaloss.batched.envs`), every other registered gymnasium env
+(InvertedPendulumSwingupBulletEnv-v0, the paper's) through the gymnasium fallback
+(:mod:`rl_adaloss.batched.gym_envs`): real envs stepped on the CPU one by one with SB3's seeding, so a member's training
+episodes are the SB3 path's for its seed where the actions are the same; only the networks and updates are batched.
+Discrete actions and image (non-flat) observations are refused.
+
 The configs must describe members of one batch: the same env, PPO settings, networks, normalization, evaluation
 schedule, budget and optimizer rule and layout; they may differ in ``seed`` and in the optimizer's ``lr``, ``b0``,
 ``alpha`` and ``c`` (also per network). Anything else is refused with a one-line :class:`UsageError`.
@@ -143,7 +150,7 @@ def default_checkpoint_path(run_dirs: Sequence[str | Path], folder: str | Path |
 
 def check_supported(config: dict[str, Any]) -> None:
     """Refuse, with the one-line :class:`UsageError` the engine gives, a config the batched engine cannot run
-    (an env without a batched version, discrete actions, an lr schedule, squash_output, ...): builds a
+    (an unregistered env, discrete actions, non-flat observations, an lr schedule, squash_output, ...): builds a
     one-member engine, which checks everything a batch would."""
     build_engine([config])
 
@@ -418,6 +425,11 @@ class BatchRun:
         for logger in self.loggers.values():
             logger.close()
         self.loggers = {}
+        # The gymnasium fallback's envs hold clients (a physics engine's) to let go; the torch envs hold nothing.
+        if hasattr(self, "engine"):
+            self.engine.env.env.close()
+        if hasattr(self, "evaluator"):
+            self.evaluator.env.env.close()
 
 
 def run_batch(configs: Sequence[dict[str, Any]], run_dirs: Sequence[str | Path],

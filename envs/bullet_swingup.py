@@ -42,15 +42,37 @@ disconnects it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import pybullet
-import pybullet_data
 from gymnasium import spaces
-from pybullet_utils import bullet_client
+
+
+@contextlib.contextmanager
+def _quiet_native_stdout() -> Iterator[None]:
+    """Silence file descriptor 1 for a moment: pybullet's C code prints its build time on import and "argv[0]="
+    on every connect straight to it, past ``sys.stdout``, which buried a batched sweep's progress bar under
+    one line per env."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+with _quiet_native_stdout():
+    import pybullet
+    import pybullet_data
+    from pybullet_utils import bullet_client
 
 __all__ = ["InvertedPendulumSwingupBulletEnv"]
 
@@ -88,7 +110,8 @@ class InvertedPendulumSwingupBulletEnv(gym.Env):
     # ------------------------------------------------------------------ simulation
     def _load(self) -> None:
         """Connect a headless client and load the model, with every joint's motor off."""
-        p = self._p = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
+        with _quiet_native_stdout():
+            p = self._p = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
         p.resetSimulation()
         p.setPhysicsEngineParameter(deterministicOverlappingPairs=1)
         bodies = p.loadMJCF(self.model_path, flags=pybullet.URDF_USE_SELF_COLLISION

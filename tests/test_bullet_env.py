@@ -191,3 +191,15 @@ def test_shipped_configs(tmp_path):
         finally:
             train_env.close()
             eval_env.close()
+
+
+def test_pybullet_prints_nothing_on_import_and_connect():
+    """pybullet's C code writes its build time and "argv[0]=" to fd 1; the env keeps a sweep's output clean."""
+    import subprocess
+
+    code = ("import gymnasium, envs.bullet_swingup\n"
+            "for seed in (0, 1):\n"
+            "    env = gymnasium.make('InvertedPendulumSwingupBulletEnv-v0'); env.reset(seed=seed); env.close()\n"
+            "print('done')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "done\n"

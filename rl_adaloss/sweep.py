@@ -39,8 +39,9 @@ Two engines run the grid points (``--engine``):
   groups split into about one batch per worker, and each batch trains as K members in lockstep in one process
   (:mod:`rl_adaloss.batched`), or one Ray task. Every member writes the run directory an ``sb3`` run writes, holds
   its run's lock while its batch runs, and ends with the same statuses. Its episodes are the batched envs' own
-  draws, so its numbers are not the ``sb3`` engine's bit for bit (equally distributed); options it does not support
-  are refused up front, in one line.
+  draws, so its numbers are not the ``sb3`` engine's bit for bit (equally distributed; envs without a torch version
+  run through a gymnasium fallback whose training envs are seeded as the ``sb3`` engine's, the policy's noise still
+  the engine's own); options it does not support are refused up front, in one line.
 """
 
 from __future__ import annotations
@@ -594,8 +595,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "and RNG streams, every env and option. batched: the points that differ only in seed and "
                              "optimizer lr/b0/alpha/c train as one batch per process (one per worker, or per Ray "
                              "task), each writing the same run directory; its episodes are its own envs' draws, so "
-                             "its numbers are not the sb3 engine's bit for bit; Pendulum-v1 and CartPoleSwingUp-v1, "
-                             "Box actions, a constant lr (anything else is refused up front)")
+                             "its numbers are not the sb3 engine's bit for bit; any registered env with flat Box "
+                             "observations and Box actions (Pendulum-v1 and CartPoleSwingUp-v1 as torch tensors, every "
+                             "other one, the bullet swing-up included, as real gymnasium envs stepped on the CPU), a "
+                             "constant lr (anything else is refused up front)")
     parser.add_argument("--address", default=None,
                         help="Ray cluster to join: auto, or ray://host:port (default: start a local Ray)")
     parser.add_argument("--out-dir", type=Path, default=Path("runs"),

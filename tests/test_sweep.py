@@ -95,7 +95,8 @@ def test_conditions_run_every_variant_under_every_condition_with_its_own_overrid
         assert point.config["ppo"]["normalize_advantage"] is (variant != "rawadv")
         assert point.run_dir.parent.parent.parent.name == condition and point.run_dir.parent.parent.name == variant
     assert main(["--config", str(path), "--print-config"]) == 0  # the config as written, conditions and all
-    assert "conditions: {normalized: {normalize.reward: true}, raw: {normalize.reward: false}}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "conditions: {normalized: {normalize.reward: true}, raw: {normalize.reward: false}}" in printed
 
 
 def test_format_b0():

@@ -114,6 +114,27 @@ def test_vecnormalize_pkl_holds_the_members_statistics(tmp_path):
     assert not np.array_equal(a.obs_rms.mean, b.obs_rms.mean)  # each member its own
 
 
+def test_evaluations_npz_and_the_best_model_as_sb3s_evalcallback_writes_them(tmp_path):
+    """Each member writes evaluations.npz (SB3's EvalCallback format, the csv's evaluations per episode) and
+    best_model.zip / best_vecnormalize.pkl from its best evaluation, which stock PPO.load opens."""
+    from stable_baselines3 import PPO
+
+    results = run_batch([config(0), config(1)], [tmp_path / "a", tmp_path / "b"])
+    assert [r["status"] for r in results] == ["finished", "finished"]
+    for run_dir, result in zip((tmp_path / "a", tmp_path / "b"), results):
+        rows = list(csv.DictReader((run_dir / "evaluations.csv").open()))
+        npz = np.load(run_dir / "evaluations.npz")
+        assert npz["timesteps"].tolist() == [int(r["timesteps"]) for r in rows] == [0, 256, 512]
+        assert npz["results"].shape == npz["ep_lengths"].shape == (3, 2)  # eval.episodes = 2
+        assert (npz["ep_lengths"] == 200).all()  # Pendulum's episodes are truncated at 200 steps
+        assert npz["results"].mean(axis=1) == pytest.approx([float(r["mean_reward"]) for r in rows], rel=1e-9)
+        assert result["best_eval_return"] == pytest.approx(npz["results"].mean(axis=1).max(), rel=1e-9)
+        best = PPO.load(run_dir / "best_model.zip", device="cpu")
+        final = PPO.load(run_dir / "model.zip", device="cpu")
+        assert best.observation_space == final.observation_space
+        assert pickle.loads((run_dir / "best_vecnormalize.pkl").read_bytes()).norm_obs
+
+
 def test_reward_only_normalization_exports_what_sb3_keeps(tmp_path):
     """normalize: {obs: false, reward: true}: SB3's VecNormalize keeps no obs_rms then, and the member's
     vecnormalize.pkl has its return statistics only (the export once looked obs_rms up and failed the run)."""
@@ -165,6 +186,8 @@ def test_an_interrupted_batch_resumes_bit_exact(tmp_path, monkeypatch):
     assert [r["status"] for r in second] == ["finished", "finished", "diverged"]
     for a, b, x, y in zip(straight, resumed, reference, second):
         assert (a / "evaluations.csv").read_text() == (b / "evaluations.csv").read_text()
+        assert (a / "evaluations.npz").read_bytes() == (b / "evaluations.npz").read_bytes()
+        assert (a / "best_model.zip").exists() == (b / "best_model.zip").exists()
         for monitor in sorted((a / "monitor").glob("*.csv")):
             rows = lambda path: [line.rsplit(",", 1)[0] for line in path.read_text().splitlines()[1:]]  # noqa: E731
             assert rows(monitor) == rows(b / "monitor" / monitor.name)

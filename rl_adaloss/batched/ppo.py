@@ -521,18 +521,22 @@ class BatchedEvaluator:
 
     @torch.no_grad()
     def evaluate(self) -> tuple[list[float], list[float]]:
-        """Per member, the mean and (population) std of the episode returns."""
+        """Per member, the mean and (population) std of the episode returns. The episodes themselves (returns and
+        lengths, per member) are kept in ``episode_returns`` and ``episode_lengths``, for ``evaluations.npz``."""
         self.env.freeze_copy_stats_from(self.engine.env)
         self.obs = self.env.reset()  # evaluate_policy resets the eval env; its generator goes on
         K, n = self.engine.members, self.episodes
         returns = torch.zeros(K, n, dtype=torch.float64, device=self.engine.device)
+        lengths = torch.zeros(K, n, dtype=torch.int64, device=self.engine.device)
         finished = torch.zeros(K, n, dtype=torch.bool, device=self.engine.device)
         while not bool(finished.all()):
             actions = self.engine.policy.predict(self.obs)
             result = self.env.step(actions)
             returns += torch.where(finished, 0.0, result.reward.to(torch.float64))
+            lengths += (~finished).long()
             finished |= result.done
             self.obs = result.obs
+        self.episode_returns, self.episode_lengths = returns.tolist(), lengths.tolist()
         return returns.mean(dim=1).tolist(), returns.std(dim=1, unbiased=False).tolist()
 
 

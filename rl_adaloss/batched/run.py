@@ -8,6 +8,8 @@
                              ``eval/mean_reward``, ``eval/std_reward`` at each evaluation
     monitor/<i>.monitor.csv  the member's training episodes per env, SB3 Monitor's format
     evaluations.csv          deterministic evaluations with the step sizes (train.py's columns)
+    evaluations.npz          the same evaluations per episode, in SB3's EvalCallback format
+    best_model.zip, best_vecnormalize.pkl   the model and its normalization at the member's best evaluation so far
     model.zip, vecnormalize.pkl   the member's final model (weights and optimizer states), which
                              ``AdaLossPPO.load`` opens, and its normalization (where the config normalizes)
     result.json, wall_time.json   as train.py's (plus ``engine: batched`` and ``batch_size``); a member's
@@ -136,7 +138,7 @@ def build_engine(configs: Sequence[dict[str, Any]], force_loop_optimizer: bool =
 # -- running a batch ------------------------------------------------------------------------------------------------
 
 #: A batch's checkpoint format; a checkpoint of another version is not resumed from.
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 
 
 def default_checkpoint_path(run_dirs: Sequence[str | Path], folder: str | Path | None = None) -> Path:
@@ -177,6 +179,9 @@ class BatchRun:
         self.resume_point: dict[str, Any] | None = None
         self.loggers: dict[int, Any] = {}
         self.written_divergence: set[int] = set()
+        #: Per member, its best evaluation so far (train.Run.best's form: the bytes of its best files, kept so
+        #: that the checkpoint holds them).
+        self.best: list[dict[str, Any] | None] = [None] * self.K
 
     # -- start, fresh or from the checkpoint ----------------------------------------------------------------
 
@@ -222,6 +227,7 @@ class BatchRun:
             self.written_divergence = set(state["written_divergence"])
             t_starts = state["t_start"]
             rows, windows, sizes = state["evaluations"], state["windows"], state["monitor_sizes"]
+            episodes, self.best = state["episodes"], list(state["best"])
             for k, run_dir in enumerate(self.dirs):
                 result = read_result(run_dir)
                 if result is not None and result["status"] in FINAL_STATUSES:
@@ -230,7 +236,8 @@ class BatchRun:
         else:
             t_starts = [round(time.time(), 6)] * self.K
             rows, windows, sizes = [[] for _ in range(self.K)], [[] for _ in range(self.K)], None
-        self.evaluations = [Evaluations(d / "evaluations.csv", rows[k]) for k, d in enumerate(self.dirs)]
+            episodes = [[] for _ in range(self.K)]
+        self.evaluations = [Evaluations(d / "evaluations.csv", rows[k], episodes[k]) for k, d in enumerate(self.dirs)]
         self.windows = [deque(windows[k], maxlen=window) for k in range(self.K)]
         self.monitors = [MonitorFiles(d / "monitor", self.base["n_envs"], self.base["env"], t_starts[k])
                          for k, d in enumerate(self.dirs)]
@@ -245,7 +252,8 @@ class BatchRun:
                 # A fresh start owns the directory: an earlier attempt's files (the sb3 engine's checkpoint
                 # included, which no longer matches what is written here) go.
                 for stale in [*run_dir.glob("events.out.tfevents.*"), run_dir / "model.zip",
-                              run_dir / "vecnormalize.pkl", run_dir / "evaluations.csv", run_dir / "checkpoint.pkl",
+                              run_dir / "vecnormalize.pkl", run_dir / "evaluations.csv", run_dir / "evaluations.npz",
+                              run_dir / "best_model.zip", run_dir / "best_vecnormalize.pkl", run_dir / "checkpoint.pkl",
                               run_dir / "error.txt"]:
                     stale.unlink(missing_ok=True)
                 self.monitors[k].create()
@@ -259,14 +267,38 @@ class BatchRun:
             self.loggers[k] = configure(str(run_dir), ["tensorboard"])
 
     def _rewrite(self, k: int) -> None:
-        """evaluations.csv as of the checkpoint (rows a killed run wrote after it go)."""
+        """evaluations.csv, evaluations.npz and the best files as of the checkpoint (what a killed run wrote after
+        it goes)."""
+        from rl_adaloss.io import write_atomic
+        from rl_adaloss.train import evaluations_npz
+
+        self._write_best(k)
         table = self.evaluations[k]
         if not table.rows:
             table.path.unlink(missing_ok=True)
+            table.npz_path.unlink(missing_ok=True)
             return
         rows = table.rows
         table.rows = rows[:-1]
         table.add(rows[-1])
+        if table.episodes:
+            write_atomic(table.npz_path, evaluations_npz(table.episodes))
+
+    def _write_best(self, k: int) -> None:
+        """Member k's best_model.zip and best_vecnormalize.pkl from ``self.best[k]`` (none before its first
+        evaluation)."""
+        from rl_adaloss.io import write_atomic
+
+        best, run_dir = self.best[k], self.dirs[k]
+        if best is None:
+            for name in ("best_model.zip", "best_vecnormalize.pkl"):
+                (run_dir / name).unlink(missing_ok=True)
+            return
+        write_atomic(run_dir / "best_model.zip", best["model"])
+        if best["vecnormalize"] is not None:
+            write_atomic(run_dir / "best_vecnormalize.pkl", best["vecnormalize"])
+        else:
+            (run_dir / "best_vecnormalize.pkl").unlink(missing_ok=True)
 
     @property
     def active(self) -> list[int]:
@@ -350,7 +382,16 @@ class BatchRun:
                 continue
             row = {"timesteps": engine.num_timesteps, "mean_reward": means[k], "std_reward": stds[k]}
             row.update({key: values[k] for key, values in stats.items()})
-            table.add(row)
+            table.add(row, self.evaluator.episode_returns[k], self.evaluator.episode_lengths[k])
+            # As train.Run.evaluate (SB3's EvalCallback): a better finite mean return saves the best model.
+            best = self.best[k]
+            if math.isfinite(means[k]) and (best is None or means[k] > best["mean_reward"]):
+                from rl_adaloss.batched.export import model_bytes, vecnormalize_bytes
+
+                self.best[k] = dict(timesteps=engine.num_timesteps, mean_reward=float(means[k]),
+                                    model=model_bytes(engine, k, self.configs[k]),
+                                    vecnormalize=vecnormalize_bytes(engine, k, self.configs[k]))
+                self._write_best(k)
             logger = self.loggers[k]
             logger.record("eval/mean_reward", float(means[k]))
             logger.record("eval/std_reward", float(stds[k]))
@@ -377,6 +418,7 @@ class BatchRun:
                     written_divergence=sorted(self.written_divergence),
                     t_start=[m.t_start for m in self.monitors],
                     evaluations=[list(t.rows) for t in self.evaluations],
+                    episodes=[list(t.episodes) for t in self.evaluations], best=list(self.best),
                     windows=[list(w) for w in self.windows],
                     monitor_sizes=[m.sizes() for m in self.monitors])
 

@@ -233,6 +233,8 @@ ENGINES = ("sb3", "batched")
 LOCK_NAME = ".run.lock"
 #: The result of a grid point that another live process holds: skipped, waited for at the end.
 BUSY = "busy"
+#: Seconds between looks at the running batches' progress.
+TICK_S = 5.0
 
 
 def point_status(point: GridPoint) -> str | None:
@@ -426,9 +428,16 @@ class Progress:
         self.bar.update(1)
         self._show()
 
+    def steps(self, done: int, due: int) -> None:
+        """The env-steps of the running batches (a batch's runs all end together, so counting runs alone would sit
+        at 0 for most of a batched sweep)."""
+        self.env_steps = f"{done:.3g}/{due:.3g}" if due else None
+        self._show()
+
     def _show(self) -> None:
         running = min(self.workers, self.todo - self.done)
-        self.bar.set_postfix(running=running, **self.counts)
+        steps = {"env_steps": self.env_steps} if getattr(self, "env_steps", None) else {}
+        self.bar.set_postfix(running=running, **steps, **self.counts)
 
     def write(self, line: str) -> None:
         if not self.bar.disable:
@@ -451,8 +460,9 @@ def _failed(job: Job, reason: str) -> list[dict[str, Any]]:
     return [{"status": "failed", "reason": reason.splitlines()[0]}] * len(job.points)
 
 
-def run_local(jobs: list[Job], workers: int, on_results: Callable[[Job, list[dict]], None]) -> None:
-    """One process per job, ``workers`` at a time."""
+def run_local(jobs: list[Job], workers: int, on_results: Callable[[Job, list[dict]], None],
+              on_tick: Callable[[], None] = lambda: None) -> None:
+    """One process per job, ``workers`` at a time; ``on_tick`` every few seconds while they run."""
     import multiprocessing
 
     # Spawn, not fork: a forked torch can deadlock, and each run should start from a clean interpreter.
@@ -460,7 +470,8 @@ def run_local(jobs: list[Job], workers: int, on_results: Callable[[Job, list[dic
         pending = {pool.submit(job.function, *job.args): job for job in jobs}
         try:
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                done, _ = wait(pending, timeout=TICK_S, return_when=FIRST_COMPLETED)
+                on_tick()
                 for future in done:
                     job = pending.pop(future)
                     try:
@@ -480,7 +491,7 @@ def run_local(jobs: list[Job], workers: int, on_results: Callable[[Job, list[dic
 
 
 def run_ray(jobs: list[Job], address: str | None, gpu_fraction: float,
-            on_results: Callable[[Job, list[dict]], None]) -> None:
+            on_results: Callable[[Job, list[dict]], None], on_tick: Callable[[], None] = lambda: None) -> None:
     """The same jobs as Ray tasks: one CPU each, a GPU fraction for ``device: cuda``, retried if a worker is lost.
     Run directories must be on storage that every node sees (the --out-dir)."""
     try:
@@ -497,7 +508,8 @@ def run_ray(jobs: list[Job], address: str | None, gpu_fraction: float,
             task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=3)(job.function)
             pending[task.remote(*job.args)] = job
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=TICK_S)
+            on_tick()
             for ref in done:
                 job = pending.pop(ref)
                 try:
@@ -544,6 +556,14 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
                 bar.write(f"{point.label}: {result['status']} ({result.get('reason')})")
         write_index(sweep, points, out_dir)
 
+    started = time.time()
+
+    def on_tick() -> None:
+        if engine == "batched":
+            from rl_adaloss.batched.run import read_progress
+
+            bar.steps(*read_progress(checkpoint_dir, started))
+
     write_index(sweep, points, out_dir)
     try:
         while todo:
@@ -556,9 +576,10 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
             else:
                 jobs = [Job(run_points, ([p.config], [str(p.run_dir)]), [p]) for p in todo]
             if backend == "ray":
-                run_ray(jobs, address, float(sweep.get("ray_gpu_fraction", 0.25)), on_results)
+                run_ray(jobs, address, float(sweep.get("ray_gpu_fraction", 0.25)), on_results, on_tick)
             else:
-                run_local(jobs, workers, on_results)
+                run_local(jobs, workers, on_results, on_tick)
+            on_tick()
             if busy:
                 bar.write(f"waiting for {len(busy)} runs that another process is running")
             for point in busy:

@@ -119,7 +119,8 @@ def test_batched_engine_writes_the_sb3_engines_tree_and_the_report_reads_it(tmp_
         return {str(p.parent.relative_to(root)): json.loads(p.read_text()) for p in root.rglob("result.json")}
 
     def outputs(run_dir: Path) -> set[str]:
-        names = {"config.yaml", "evaluations.csv", "result.json", "model.zip", "vecnormalize.pkl", "wall_time.json"}
+        names = {"config.yaml", "evaluations.csv", "evaluations.npz", "result.json", "model.zip", "vecnormalize.pkl",
+                 "best_model.zip", "best_vecnormalize.pkl", "wall_time.json"}
         found = {p.name for p in run_dir.iterdir() if p.name in names}
         found |= {f"monitor/{p.name}" for p in (run_dir / "monitor").glob("*.csv")}
         return found | {"events"} if list(run_dir.glob("events.out.tfevents.*")) else found
@@ -141,6 +142,17 @@ def test_batched_engine_writes_the_sb3_engines_tree_and_the_report_reads_it(tmp_
     stamps = {p: p.stat().st_mtime_ns for p in batched.rglob("result.json")}
     assert run_sweep(sweep, tmp_path / "batched", workers=2, progress=False, engine="batched") == {"finished": 8}
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_a_batched_sweep_shows_its_env_steps(tmp_path, capfd):
+    """A batch's runs end together, so the progress line also counts the running batches' env-steps: each batch
+    writes <sweep>/.batches/<id>.progress after every update, and the sweep shows their sum (here all of it)."""
+    sweep = load_sweep(write_sweep(tmp_path, b0=[1.0e6], optimizers={"adam": {"name": "adam"}}))
+    assert run_sweep(sweep, tmp_path / "out", workers=1, progress=True, engine="batched") == {"finished": 2}
+    progress = list((tmp_path / "out" / "tiny" / ".batches").glob("*.progress"))
+    assert len(progress) == 1
+    assert json.loads(progress[0].read_text()) == {"timesteps": 512, "members": 2, "total_timesteps": 512}
+    assert "env_steps=1.02e+03/1.02e+03" in capfd.readouterr().err
 
 
 def _evaluations(root: Path) -> dict[str, str]:

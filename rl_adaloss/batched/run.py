@@ -55,8 +55,8 @@ import torch
 from rl_adaloss.batched.ppo import BatchedEvaluator, BatchedPPO, NormalizeSettings, PPOSettings
 from rl_adaloss.errors import UsageError
 
-__all__ = ["run_batch", "build_engine", "check_batch", "check_supported", "batch_key", "default_checkpoint_path",
-           "MEMBER_KEYS"]
+__all__ = ["run_batch", "read_progress", "build_engine", "check_batch", "check_supported", "batch_key",
+           "default_checkpoint_path", "MEMBER_KEYS"]
 
 #: Optimizer arguments that may differ between the members of a batch.
 MEMBER_KEYS = ("lr", "b0", "alpha", "c")
@@ -333,12 +333,24 @@ class BatchRun:
             self.evaluate()
             self.next_eval = (step // self.freq + 1) * self.freq
         self.write_divergences()
+        self.write_progress()
         if final:
             return
         self.resume_point = self.capture()
         if step >= self.next_checkpoint:
             self.save_checkpoint()
             self.next_checkpoint = (step // self.checkpoint_freq + 1) * self.checkpoint_freq
+
+    @property
+    def progress_path(self) -> Path:
+        """Beside the checkpoint: how far the batch is, for the sweep's progress line (see :func:`read_progress`)."""
+        return self.checkpoint_path.with_suffix(".progress")
+
+    def write_progress(self) -> None:
+        from rl_adaloss.io import write_json_atomic
+
+        write_json_atomic(self.progress_path, dict(timesteps=int(self.engine.num_timesteps), members=len(self.active),
+                                                   total_timesteps=int(self.engine.total_timesteps)))
 
     def write_update(self) -> None:
         """After an update: Monitor rows, then each live member's rollout/*, time/fps and train/* scalars."""
@@ -472,6 +484,24 @@ class BatchRun:
             self.engine.env.env.close()
         if hasattr(self, "evaluator"):
             self.evaluator.env.env.close()
+
+
+def read_progress(folder: Path, since: float) -> tuple[int, int]:
+    """The env-steps done and due by the batches in ``folder`` whose progress file changed at or after ``since``
+    (a time.time()): each batch's ``timesteps x members`` and ``total_timesteps x members``, summed."""
+    from rl_adaloss.io import read_json
+
+    done = due = 0
+    for path in Path(folder).glob("*.progress"):
+        try:
+            if path.stat().st_mtime < since:
+                continue
+            info = read_json(path)
+            done += int(info["timesteps"]) * int(info["members"])
+            due += int(info["total_timesteps"]) * int(info["members"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being replaced, or not ours: the next look counts it
+    return done, due
 
 
 def run_batch(configs: Sequence[dict[str, Any]], run_dirs: Sequence[str | Path],

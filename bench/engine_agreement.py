@@ -34,7 +34,13 @@ from rl_adaloss.errors import UsageError, exit_on_usage_error
 from rl_adaloss.records import read_result
 from rl_adaloss.report.aggregation import area_under_curve, common_steps, score_curve
 from rl_adaloss.report.runs import Run, load_runs
-from rl_adaloss.report.stats import DEFAULT_REPS, bootstrap_ci, stratified_bootstrap_numpy
+from rl_adaloss.report.stats import (
+    DEFAULT_REPS,
+    add_bootstrap_arguments,
+    bootstrap_ci,
+    check_bootstrap_arguments,
+    stratified_bootstrap_numpy,
+)
 
 ENGINES = ("sb3", "batched")
 ALPHA = 0.05
@@ -168,16 +174,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("sb3_dir", type=Path, metavar="SB3_SWEEP_DIR", help="the sweep run with --engine sb3")
     parser.add_argument("batched_dir", type=Path, metavar="BATCHED_SWEEP_DIR",
                         help="the same sweep run with --engine batched")
-    parser.add_argument("--reps", type=int, default=DEFAULT_REPS,
-                        help=f"bootstrap resamples per CI (default: {DEFAULT_REPS})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    add_bootstrap_arguments(parser)
     return parser.parse_args(argv)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.reps < 1:
-        raise UsageError(f"--reps: expected an integer >= 1, got {args.reps}")
+    check_bootstrap_arguments(args)
     print(compare(args.sb3_dir, args.batched_dir, args.reps, args.seed))
     return 0
 

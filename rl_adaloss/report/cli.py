@@ -22,7 +22,7 @@ from rl_adaloss.report.figures import (
     plot_training_scores,
 )
 from rl_adaloss.report.runs import load_runs
-from rl_adaloss.report.stats import DEFAULT_REPS
+from rl_adaloss.report.stats import DEFAULT_REPS, add_bootstrap_arguments, check_bootstrap_arguments
 from rl_adaloss.report.tensorboard import write_tensorboard
 from rl_adaloss.report.text import across_csv, across_markdown, diagnostics_csv, summary_csv, summary_markdown
 from rl_adaloss.report.verdict import verdict, verdict_alpha_csv, verdict_csv
@@ -124,17 +124,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the aggregates across the sweeps' tasks (rliable: IQM, performance "
                              "profiles, probability of improvement over Adam); required with more than one sweep")
-    parser.add_argument("--reps", type=int, default=DEFAULT_REPS,
-                        help=f"bootstrap resamples per confidence interval (default: {DEFAULT_REPS})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    add_bootstrap_arguments(parser)
     return parser.parse_args(argv)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     """The command, raising :class:`UsageError` for input that cannot run."""
     args = parse_args(argv)
-    if args.reps < 1:
-        raise UsageError(f"--reps: expected an integer >= 1, got {args.reps}")
+    check_bootstrap_arguments(args)
     written = write_reports(args.sweep_dirs, args.out, reps=args.reps, seed=args.seed)
     for folder, paths in written.items():
         print(f"{'across tasks' if args.out is not None and folder == str(args.out) else 'report of'} {folder}:")

@@ -128,3 +128,18 @@ def bootstrap_ci(scores: np.ndarray, statistic: str, reps: int = DEFAULT_REPS, s
         except Exception as error:  # noqa: BLE001 - e.g. rliable's arch dependency broken by the pandas version
             return Estimate(point, *_bootstrap_numpy(scores, function, reps, seed), "numpy", one_line(error))
     return Estimate(point, *_bootstrap_numpy(scores, function, reps, seed), "numpy")
+
+
+def add_bootstrap_arguments(parser) -> None:
+    """``--reps`` and ``--seed``, the bootstrap's settings, for a command that computes CIs (checked by
+    :func:`check_bootstrap_arguments`)."""
+    parser.add_argument("--reps", type=int, default=DEFAULT_REPS,
+                        help=f"bootstrap resamples per confidence interval (default: {DEFAULT_REPS})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+
+
+def check_bootstrap_arguments(args) -> None:
+    from rl_adaloss.errors import UsageError
+
+    if args.reps < 1:
+        raise UsageError(f"--reps: expected an integer >= 1, got {args.reps}")

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import math
 import os
 import subprocess
@@ -233,6 +234,8 @@ ENGINES = ("sb3", "batched")
 LOCK_NAME = ".run.lock"
 #: The result of a grid point that another live process holds: skipped, waited for at the end.
 BUSY = "busy"
+#: Seconds an interrupted sweep waits for its running jobs to save their checkpoints before it kills its workers.
+STOP_GRACE_S = 120.0
 #: Seconds between looks at the running batches' progress.
 TICK_S = 5.0
 
@@ -273,6 +276,26 @@ def _busy_result() -> dict[str, Any]:
     return {"status": BUSY, "reason": "being run by another process"}
 
 
+#: Set in a worker process once one of its jobs was interrupted (Ctrl-C, or the SIGTERM an interrupted sweep passes
+#: on): the jobs the pool had already queued to that worker then return at once instead of running to the end while
+#: the sweep waits for them.
+_interrupted = False
+
+
+def _stops_after_interrupt(job: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
+    @functools.wraps(job)
+    def guarded(configs: list[dict[str, Any]], run_dirs: list[str], *args: Any) -> list[dict[str, Any]]:
+        global _interrupted
+        if _interrupted:
+            return [{"status": "not run", "reason": "the sweep was interrupted"} for _ in run_dirs]
+        results = job(configs, run_dirs, *args)
+        _interrupted = _interrupted or any(r["status"] == "interrupted" for r in results)
+        return results
+
+    return guarded
+
+
+@_stops_after_interrupt
 def run_points(configs: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[str, Any]]:
     """The ``sb3`` engine's job (it holds one point): each point run (or resumed) as its own ``rl_adaloss.train`` run
     in this process, holding its lock; ``{"status": "busy"}`` for a point another process holds."""
@@ -302,6 +325,7 @@ def wait_for_lock(point: GridPoint) -> None:
         pass
 
 
+@_stops_after_interrupt
 def run_batch_points(configs: list[dict[str, Any]], run_dirs: list[str], threads: int = 1,
                      checkpoint_dir: str | None = None) -> list[dict[str, Any]]:
     """Run (or resume) one batch of grid points in this process with the batched engine, holding the lock of every
@@ -481,12 +505,20 @@ def run_local(jobs: list[Job], workers: int, on_results: Callable[[Job, list[dic
                     on_results(job, results)
         except KeyboardInterrupt:
             # Ctrl-C reaches the workers too, but a SIGTERM to the sweep alone does not: pass it on, so that every
-            # running run (or batch) saves a checkpoint, and start no new one.
+            # running run (or batch) saves a checkpoint. A worker whose job returned would then take the next job
+            # the pool had already queued to it and run it to the end, so once the running jobs have returned
+            # (their checkpoints saved), the workers are killed: a job killed as it starts leaves nothing that a
+            # rerun does not redo (its lock dies with it).
+            running = [future for future in pending if future.running()]
             for future in pending:
                 future.cancel()
-            for process in list(getattr(pool, "_processes", {}).values()):
-                if process.is_alive():
-                    process.terminate()
+            processes = [p for p in getattr(pool, "_processes", {}).values() if p.is_alive()]
+            for process in processes:
+                process.terminate()
+            wait(running, timeout=STOP_GRACE_S)
+            for process in processes:
+                process.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
 
 

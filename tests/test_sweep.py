@@ -186,6 +186,30 @@ def test_kill_9_mid_sweep_then_resume(tmp_path):
 
 
 @pytest.mark.slow
+def test_sigterm_stops_the_sweep_without_starting_the_next_run(tmp_path):
+    """SIGTERM to the sweep alone: the running run saves its checkpoint and ends interrupted, and the worker does not
+    go on to the run the pool had queued to it (it once ran it to the end while the sweep waited)."""
+    path = write_sweep(tmp_path, seeds=[0, 1, 2], b0=[1.0e6], optimizers={"adam": {"name": "adam"}},
+                       total_timesteps=100_000)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "rl_adaloss.sweep", "--config", str(path), "--out-dir", str(out),
+               "--workers", "1", "--no-report"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    root = out / "tiny"
+    try:
+        assert poll(lambda: list(root.rglob("evaluations.csv")), bool, 240), "no run started in time"
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=180) != 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    results = tree(root)
+    assert [r["status"] for r in results.values()] == ["interrupted"], results  # the first run only
+    assert len(list(root.rglob("checkpoint.pkl"))) == 1
+
+
+@pytest.mark.slow
 def test_two_concurrent_invocations_run_each_point_exactly_once(tmp_path):
     """Two identical sweeps started at once on one folder share the grid: every run is executed by one of them,
     once (one TensorBoard event file, one set of Monitor CSVs), and both end with the whole grid done."""

@@ -126,19 +126,46 @@ class Evaluations:
     def add(self, row: dict[str, float], episode_rewards: list[float] | None = None,
             episode_lengths: list[int] | None = None) -> None:
         self.rows.append(row)
+        if episode_rewards is not None:
+            self.episodes.append(dict(timesteps=int(row["timesteps"]), results=[float(r) for r in episode_rewards],
+                                      ep_lengths=[int(n) for n in episode_lengths]))
+        self.write()
+
+    def write(self) -> None:
+        """Both files from the table as it stands (neither while it is empty): after each row, and where a resume
+        takes the table back to a checkpoint's."""
+        if not self.rows:
+            self.path.unlink(missing_ok=True)
+            self.npz_path.unlink(missing_ok=True)
+            return
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=EVAL_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows)
         write_atomic(self.path, text.getvalue())
-        if episode_rewards is not None:
-            self.episodes.append(dict(timesteps=int(row["timesteps"]), results=[float(r) for r in episode_rewards],
-                                      ep_lengths=[int(n) for n in episode_lengths]))
+        if self.episodes:
             write_atomic(self.npz_path, evaluations_npz(self.episodes))
 
     @property
     def returns(self) -> list[float]:
         return [row["mean_reward"] for row in self.rows]
+
+
+def write_best_files(run_dir: Path, best: dict[str, Any] | None) -> None:
+    """best_model.zip and best_vecnormalize.pkl from a best evaluation's bytes (a model saved as model.zip is, so
+    ``stable_baselines3.PPO.load`` opens it); neither file for no best evaluation; none written for a best whose
+    model a checkpoint from before best models did not keep."""
+    if best is None:
+        for name in ("best_model.zip", "best_vecnormalize.pkl"):
+            (run_dir / name).unlink(missing_ok=True)
+        return
+    if best["model"] is None:
+        return
+    write_atomic(run_dir / "best_model.zip", best["model"])
+    if best["vecnormalize"] is not None:
+        write_atomic(run_dir / "best_vecnormalize.pkl", best["vecnormalize"])
+    else:
+        (run_dir / "best_vecnormalize.pkl").unlink(missing_ok=True)
 
 
 def evaluations_npz(episodes: list[dict[str, Any]]) -> bytes:
@@ -277,15 +304,8 @@ class Run:
             self.bar.set_postfix(eval_return=f"{mean:.1f}")
 
     def write_best(self) -> None:
-        """best_model.zip and best_vecnormalize.pkl from ``self.best`` (a model saved as model.zip is, so
-        ``stable_baselines3.PPO.load`` opens it)."""
-        if self.best is None or self.best["model"] is None:
-            return
-        write_atomic(self.run_dir / "best_model.zip", self.best["model"])
-        if self.best["vecnormalize"] is not None:
-            write_atomic(self.run_dir / "best_vecnormalize.pkl", self.best["vecnormalize"])
-        else:
-            (self.run_dir / "best_vecnormalize.pkl").unlink(missing_ok=True)
+        if self.best is not None:
+            write_best_files(self.run_dir, self.best)
 
     def restore_best(self, state: dict[str, Any]) -> None:
         """The best evaluation as of a checkpoint, and its files rewritten from it: an evaluation after the

@@ -86,6 +86,14 @@ def as_members(models, attr: str) -> torch.Tensor:
     return torch.stack([torch.as_tensor(getattr(m.rollout_buffer, attr)) for m in models]).float()
 
 
+def rollout_of(models, *computed: str) -> Rollout:
+    """The twins' rollout buffers as one member-stacked Rollout; ``computed``: the GAE fields SB3 filled in."""
+    fields = dict(obs="observations", actions="actions", rewards="rewards", episode_starts="episode_starts",
+                  values="values", log_probs="log_probs")
+    return Rollout(**{name: as_members(models, attr) for name, attr in fields.items()},
+                   **{name: as_members(models, name) for name in computed})
+
+
 @pytest.mark.parametrize("loop", [False, True], ids=["member-axis", "per-member-loop"])
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_one_update_equals_adalossppo_train(case, loop):
@@ -115,16 +123,7 @@ def test_one_update_equals_adalossppo_train(case, loop):
     for k, model in enumerate(models):
         for pname, param in model.policy.state_dict().items():  # same seed, same initial weights
             assert torch.equal(engine.policy.params[pname][k], param), pname
-    engine.rollout = Rollout(
-        obs=as_members(models, "observations"),
-        actions=as_members(models, "actions"),
-        rewards=as_members(models, "rewards"),
-        episode_starts=as_members(models, "episode_starts"),
-        values=as_members(models, "values"),
-        log_probs=as_members(models, "log_probs"),
-        advantages=as_members(models, "advantages"),
-        returns=as_members(models, "returns"),
-    )
+    engine.rollout = rollout_of(models, "advantages", "returns")
     # Replay each twin's numpy permutations: train() draws one per epoch, nothing else.
     orders = []
     for seed in seeds:
@@ -190,14 +189,7 @@ def test_gae_and_normalization_match_sb3_on_the_same_rollout():
         {"actor": [dict(lr=3e-4)] * 2, "critic": [dict(lr=3e-4)] * 2},
         total_timesteps=1000,
     )
-    buf = Rollout(
-        obs=as_members(models, "observations"),
-        actions=as_members(models, "actions"),
-        rewards=as_members(models, "rewards"),
-        episode_starts=as_members(models, "episode_starts"),
-        values=as_members(models, "values"),
-        log_probs=as_members(models, "log_probs"),
-    )
+    buf = rollout_of(models)
     last_values = torch.stack(
         [m.policy.predict_values(m.policy.obs_to_tensor(m._last_obs)[0]).flatten().detach() for m in models]
     )

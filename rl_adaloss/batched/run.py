@@ -269,36 +269,10 @@ class BatchRun:
     def _rewrite(self, k: int) -> None:
         """evaluations.csv, evaluations.npz and the best files as of the checkpoint (what a killed run wrote after
         it goes)."""
-        from rl_adaloss.io import write_atomic
-        from rl_adaloss.train import evaluations_npz
+        from rl_adaloss.train import write_best_files
 
-        self._write_best(k)
-        table = self.evaluations[k]
-        if not table.rows:
-            table.path.unlink(missing_ok=True)
-            table.npz_path.unlink(missing_ok=True)
-            return
-        rows = table.rows
-        table.rows = rows[:-1]
-        table.add(rows[-1])
-        if table.episodes:
-            write_atomic(table.npz_path, evaluations_npz(table.episodes))
-
-    def _write_best(self, k: int) -> None:
-        """Member k's best_model.zip and best_vecnormalize.pkl from ``self.best[k]`` (none before its first
-        evaluation)."""
-        from rl_adaloss.io import write_atomic
-
-        best, run_dir = self.best[k], self.dirs[k]
-        if best is None:
-            for name in ("best_model.zip", "best_vecnormalize.pkl"):
-                (run_dir / name).unlink(missing_ok=True)
-            return
-        write_atomic(run_dir / "best_model.zip", best["model"])
-        if best["vecnormalize"] is not None:
-            write_atomic(run_dir / "best_vecnormalize.pkl", best["vecnormalize"])
-        else:
-            (run_dir / "best_vecnormalize.pkl").unlink(missing_ok=True)
+        write_best_files(self.dirs[k], self.best[k])
+        self.evaluations[k].write()
 
     @property
     def active(self) -> list[int]:
@@ -399,11 +373,12 @@ class BatchRun:
             best = self.best[k]
             if math.isfinite(means[k]) and (best is None or means[k] > best["mean_reward"]):
                 from rl_adaloss.batched.export import model_bytes, vecnormalize_bytes
+                from rl_adaloss.train import write_best_files
 
                 self.best[k] = dict(timesteps=engine.num_timesteps, mean_reward=float(means[k]),
                                     model=model_bytes(engine, k, self.configs[k]),
                                     vecnormalize=vecnormalize_bytes(engine, k, self.configs[k]))
-                self._write_best(k)
+                write_best_files(self.dirs[k], self.best[k])
             logger = self.loggers[k]
             logger.record("eval/mean_reward", float(means[k]))
             logger.record("eval/std_reward", float(stds[k]))

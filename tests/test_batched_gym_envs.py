@@ -145,3 +145,39 @@ def test_a_bullet_batch_trains_and_resumes_bit_exact(tmp_path, monkeypatch):
         assert rows(a / "monitor" / "0.monitor.csv") == rows(b / "monitor" / "0.monitor.csv")
         strip = lambda r: {key: v for key, v in r.items() if key != "wall_time_s"}  # noqa: E731
         assert strip(x) == strip(y)
+
+
+def test_an_evaluation_through_the_fallback_is_sb3s_evaluate_policy():
+    """Two evaluations of two members (seeds 5 and 6: adjacent, so side-by-side eval envs seeded seed + 10000 + i
+    would share streams) after one rollout and update, through the fallback: each member's episode returns and
+    lengths equal SB3's ``evaluate_policy`` on ``make_vec_env(..., n_envs=1, seed=seed + 10000)`` with the member's
+    weights and frozen observation statistics, in order, and the second evaluation goes on with the env's generator
+    as SB3's does."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from rl_adaloss.batched.export import member_model
+    from rl_adaloss.batched.ppo import EVAL_SEED_OFFSET, BatchedEvaluator
+    from rl_adaloss.batched.run import build_engine
+
+    configs = []
+    for seed in (5, 6):
+        config = load_config("pendulum_adam.yaml", [f"seed={seed}", "total_timesteps=2048", "eval.episodes=3"])
+        configs.append(config)
+    engine = build_engine(configs, use_gymnasium=True)
+    engine.learn()
+    evaluator = BatchedEvaluator(engine, "Pendulum-v1", 3, engine.env.settings)
+    ours = [evaluator.evaluate() and (evaluator.episode_returns, evaluator.episode_lengths) for _ in range(2)]
+    for k, config in enumerate(configs):
+        model = member_model(engine, k, config)
+        env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1, seed=config["seed"] + EVAL_SEED_OFFSET),
+                           training=False, norm_reward=False, clip_obs=engine.env.settings.clip_obs,
+                           epsilon=engine.env.settings.epsilon)
+        env.obs_rms.mean = engine.env.obs_rms.mean[k].numpy().astype(np.float64)
+        env.obs_rms.var = engine.env.obs_rms.var[k].numpy().astype(np.float64)
+        for returns, lengths in ours:
+            theirs, their_lengths = evaluate_policy(model, env, n_eval_episodes=3, deterministic=True,
+                                                    return_episode_rewards=True)
+            assert lengths[k] == their_lengths == [200, 200, 200]
+            np.testing.assert_allclose(returns[k], theirs, rtol=1e-4)
+    assert ours[0][0][0] != ours[0][0][1]  # the members' evaluations are their own

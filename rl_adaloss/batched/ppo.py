@@ -221,6 +221,7 @@ class BatchedPPO:
         device: str = "cpu",
         force_loop_optimizer: bool = False,
         threads: int | str | None = None,
+        use_gymnasium: bool = False,
     ) -> None:
         import gymnasium
 
@@ -242,7 +243,9 @@ class BatchedPPO:
             observation_space, action_space = probe.observation_space, probe.action_space
         finally:
             probe.close()
-        self.env = BatchedVecNormalize(make_batched_env(env_id, self.seeds, n_envs, device), normalize)
+        #: Step the env through the gymnasium fallback even where a torch version exists (a diagnostic).
+        self.use_gymnasium = use_gymnasium
+        self.env = BatchedVecNormalize(make_batched_env(env_id, self.seeds, n_envs, device, use_gymnasium), normalize)
         self.policy = BatchedActorCritic(
             self.seeds,
             observation_space,
@@ -505,10 +508,13 @@ class BatchedPPO:
 
 
 class BatchedEvaluator:
-    """SB3's ``evaluate_policy(deterministic=True)`` on a separately seeded env per member (seed + 10000), with the
-    training env's observation statistics frozen in it and raw rewards. The ``episodes`` episodes of an evaluation
-    run side by side (one env each, all reset at the start as evaluate_policy resets its env); an env's first
-    finished episode is its return. Each member's eval generator goes on from one evaluation to the next."""
+    """SB3's ``evaluate_policy(deterministic=True)`` as ``train.py`` runs it, for every member at once: one eval env
+    per member (``n_envs=1``, seeded seed + 10000), the training env's observation statistics frozen in it, raw
+    rewards, and the ``episodes`` episodes played one after the other in that env, whose generator goes on from one
+    episode and one evaluation to the next. Through the gymnasium fallback a member's evaluation is SB3's episode
+    for episode (the same starts, given the same policy); the torch envs draw the starts from the member's own
+    stream. (Side by side, in ``episodes`` envs seeded seed + 10000 + i, members with nearby seeds would share eval
+    envs, and their evaluations would not be independent samples.)"""
 
     def __init__(self, engine: BatchedPPO, env_id: str, episodes: int, normalize: NormalizeSettings) -> None:
         self.engine = engine
@@ -517,25 +523,36 @@ class BatchedEvaluator:
         frozen = NormalizeSettings(
             obs=normalize.obs, reward=False, clip_obs=normalize.clip_obs, epsilon=normalize.epsilon
         )
-        self.env = BatchedVecNormalize(make_batched_env(env_id, seeds, episodes, engine.device), frozen, training=False)
+        env = make_batched_env(env_id, seeds, 1, engine.device, use_gymnasium=engine.use_gymnasium)
+        self.env = BatchedVecNormalize(env, frozen, training=False)
 
     @torch.no_grad()
     def evaluate(self) -> tuple[list[float], list[float]]:
         """Per member, the mean and (population) std of the episode returns. The episodes themselves (returns and
-        lengths, per member) are kept in ``episode_returns`` and ``episode_lengths``, for ``evaluations.npz``."""
+        lengths, per member, in the order they ended) are kept in ``episode_returns`` and ``episode_lengths``, for
+        ``evaluations.npz``."""
         self.env.freeze_copy_stats_from(self.engine.env)
-        self.obs = self.env.reset()  # evaluate_policy resets the eval env; its generator goes on
-        K, n = self.engine.members, self.episodes
-        returns = torch.zeros(K, n, dtype=torch.float64, device=self.engine.device)
-        lengths = torch.zeros(K, n, dtype=torch.int64, device=self.engine.device)
-        finished = torch.zeros(K, n, dtype=torch.bool, device=self.engine.device)
-        while not bool(finished.all()):
-            actions = self.engine.policy.predict(self.obs)
-            result = self.env.step(actions)
-            returns += torch.where(finished, 0.0, result.reward.to(torch.float64))
-            lengths += (~finished).long()
-            finished |= result.done
-            self.obs = result.obs
+        obs = self.env.reset()  # evaluate_policy resets the eval env; its generator goes on
+        K, n, device = self.engine.members, self.episodes, self.engine.device
+        returns = torch.zeros(K, n, dtype=torch.float64, device=device)
+        lengths = torch.zeros(K, n, dtype=torch.int64, device=device)
+        current_return = torch.zeros(K, dtype=torch.float64, device=device)
+        current_length = torch.zeros(K, dtype=torch.int64, device=device)
+        done_count = torch.zeros(K, dtype=torch.int64, device=device)
+        rows = torch.arange(K, device=device)
+        while bool((done_count < n).any()):
+            result = self.env.step(self.engine.policy.predict(obs))
+            playing = done_count < n  # a member that has its episodes steps on, unrecorded, as the batch does
+            current_return += torch.where(playing, result.reward[:, 0].to(torch.float64), 0.0)
+            current_length += playing.long()
+            ended = playing & result.done[:, 0]
+            slot = done_count.clamp(max=n - 1)
+            returns[rows, slot] = torch.where(ended, current_return, returns[rows, slot])
+            lengths[rows, slot] = torch.where(ended, current_length, lengths[rows, slot])
+            done_count += ended.long()
+            current_return = torch.where(ended, 0.0, current_return)
+            current_length = torch.where(ended, 0, current_length)
+            obs = result.obs
         self.episode_returns, self.episode_lengths = returns.tolist(), lengths.tolist()
         return returns.mean(dim=1).tolist(), returns.std(dim=1, unbiased=False).tolist()
 

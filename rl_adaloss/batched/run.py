@@ -110,8 +110,10 @@ def check_batch(configs: Sequence[dict[str, Any]]) -> None:
         raise UsageError("device: cuda requested but not available")
 
 
-def build_engine(configs: Sequence[dict[str, Any]], force_loop_optimizer: bool = False) -> BatchedPPO:
-    """The batched engine for these (resolved) configs."""
+def build_engine(configs: Sequence[dict[str, Any]], force_loop_optimizer: bool = False,
+                 use_gymnasium: bool = False) -> BatchedPPO:
+    """The batched engine for these (resolved) configs (``use_gymnasium``: through the gymnasium fallback even
+    where the env has a torch version)."""
     check_batch(configs)
     base = configs[0]
     normalize = dict(base["normalize"])
@@ -130,7 +132,7 @@ def build_engine(configs: Sequence[dict[str, Any]], force_loop_optimizer: bool =
     return BatchedPPO(base["env"], [c["seed"] for c in configs], base["n_envs"], PPOSettings(**base["ppo"]),
                       dict(base["policy_kwargs"]), NormalizeSettings(**normalize), base["optimizer"]["name"], layout,
                       kwargs, total_timesteps=base["total_timesteps"], device=device,
-                      force_loop_optimizer=force_loop_optimizer)
+                      force_loop_optimizer=force_loop_optimizer, use_gymnasium=use_gymnasium)
 
 
 
@@ -138,7 +140,7 @@ def build_engine(configs: Sequence[dict[str, Any]], force_loop_optimizer: bool =
 # -- running a batch ------------------------------------------------------------------------------------------------
 
 #: A batch's checkpoint format; a checkpoint of another version is not resumed from.
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3  # 3: one eval env per member, its episodes in turn (SB3's evaluate_policy)
 
 
 def default_checkpoint_path(run_dirs: Sequence[str | Path], folder: str | Path | None = None) -> Path:

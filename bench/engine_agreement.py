@@ -16,6 +16,11 @@ Mann-Whitney U p-value (scipy). Then one line per variant: "differs" where any o
 tests) has p < 0.05, else "no significant difference at 5%". Four tests at 5% each flag about one agreeing variant
 in five by chance: read a lone "differs" with that in mind.
 
+The tests assume each engine's runs are independent samples. Under SB3 they are not where two seeds are closer than
+the runs' ``n_envs`` (``make_vec_env`` seeds env i with seed + i, so seeds 0 and 1 share env streams: the same
+episode starts); such a comparison gets a warning line, since its p-values come out too small
+(``agreement_pendulum`` spaces its seeds 100 apart).
+
 Exit codes: 0 compared; 2 (one line on stderr) where a folder is not a sweep folder, the two are one folder, their
 sweeps differ, a folder's runs ran on the other engine, or they share no variant with finished runs.
 """
@@ -63,6 +68,19 @@ def load(sweep_dir: Path, engine: str, label: str) -> tuple[dict, list[Run]]:
         raise UsageError(f"{label}: {sweep_dir} has runs from the {'/'.join(others)} engine, expected {engine} "
                          f"(usage: engine_agreement.py SB3_SWEEP_DIR BATCHED_SWEEP_DIR)")
     return sweep, used
+
+
+def shared_streams(runs: list[Run], sweep_dir: Path) -> list[tuple[int, int]]:
+    """Pairs of seeds closer than the runs' ``n_envs`` (from the first run's config.yaml; none without one): under
+    SB3's seeding they share env streams."""
+    import yaml
+
+    config = sweep_dir / runs[0].run_dir / "config.yaml"
+    if not config.is_file():
+        return []
+    n_envs = int(yaml.safe_load(config.read_text()).get("n_envs", 1))
+    seeds = sorted({run.seed for run in runs})
+    return [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:] if b - a < n_envs]
 
 
 def mean_ci(values: np.ndarray, reps: int, seed: int) -> tuple[float, float, float, str]:
@@ -128,10 +146,16 @@ def compare(sb3_dir: Path, batched_dir: Path, reps: int = DEFAULT_REPS, seed: in
     if not keys:
         raise UsageError("the two sweeps share no env x variant x b0 with finished runs")
     several = {name: len({key[i] for key in keys}) > 1 for i, name in enumerate(("env", "variant", "b0"))}
+    shared = shared_streams(sb3_runs, sb3_dir)
+    pairs = ", ".join(f"{a} and {b}" for a, b in shared[:3]) + (" ..." if len(shared) > 3 else "")
+    warning = ([f"**Warning: seeds {pairs} are closer than n_envs, so under SB3 those runs share env streams "
+                "(make_vec_env seeds env i with seed + i): they are not independent samples, and the p-values below "
+                "are too small.**", ""]
+               if shared else [])
     lines = [f"# Engine agreement: {sb3_sweep.get('name')}", "", f"sb3: {sb3_dir}  ", f"batched: {batched_dir}", "",
              "Mean over seeds [95% bootstrap CI]; difference = batched - sb3 [95% CI, seeds resampled independently]; "
              "p-values two-sided. A diverged run counts as its minimum eval return; AUC is the mean eval return over "
-             "training, on the union of both engines' evaluation steps.", ""]
+             "training, on the union of both engines' evaluation steps.", ""] + warning
     conclusions, bootstraps = [], set()
     for env, variant, b0 in keys:
         mine = {engine: [r for r in runs if (r.env, r.optimizer, r.b0) == (env, variant, b0)]

@@ -101,3 +101,15 @@ def test_the_script_runs_as_a_command(tmp_path: Path):
     done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "a"), str(tmp_path / "b")], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+
+
+def test_seeds_closer_than_n_envs_are_warned_about(tmp_path: Path, capsys):
+    """Seeds 0..7 with 4 envs per run share SB3's env streams (seed + i): the comparison says so; the fixture's
+    runs (no config.yaml) and runs with one env do not get the warning."""
+    sb3, batched = fake_engine_sweep(tmp_path, "sb3", {}), fake_engine_sweep(tmp_path, "batched", {})
+    for n_envs, warned in ((1, False), (4, True)):
+        for path in sb3.rglob("result.json"):
+            (path.parent / "config.yaml").write_text(f"env: Pendulum-v1\nn_envs: {n_envs}\n")
+        assert agreement.main([str(sb3), str(batched), "--reps", "100"]) == 0
+        text = capsys.readouterr().out
+        assert ("**Warning: seeds 0 and 1, 0 and 2, 0 and 3 ... are closer than n_envs" in text) == warned

@@ -117,10 +117,10 @@ class MemberOptimizer:
             losses = losses.detach()
             # On the CPU reading the (K,) masks is free: when every member steps, the optimizer may skip its masks.
             if losses.device.type == "cpu" and bool(active.all()) and bool(torch.isfinite(losses).all()):
-                self.optimizer.step(loss=losses, all_finite=True)
+                self._step_members(losses, all_finite=True)
                 return
             masked = torch.where(active, losses, torch.full_like(losses, float("nan")))
-            self.optimizer.step(loss=masked)
+            self._step_members(masked)
             return
         values = losses.detach().tolist()
         for k in torch.nonzero(active).flatten().tolist():
@@ -131,6 +131,13 @@ class MemberOptimizer:
                 optimizer.step(loss=values[k])
             else:
                 optimizer.step()
+
+    def _step_members(self, losses: Tensor, all_finite: bool = False) -> None:
+        # step_members skips torch's per-call step wrapper (hooks, record_function), which this engine never uses.
+        if hasattr(self.optimizer, "step_members"):
+            self.optimizer.step_members(losses, all_finite)
+        else:
+            self.optimizer.step(loss=losses, all_finite=all_finite)
 
     # -- what is logged and compared -----------------------------------------------------------------------------
 

@@ -95,14 +95,16 @@ class _ScheduledAdam(ScheduledOptimizer):
         if group["weight_decay"] != 0:
             grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
 
-        torch._foreach_add_(steps, [stepping.to(MEMBER_DTYPE)] * len(steps))
+        if self._all_step:
+            torch._foreach_add_(steps, 1.0)  # what adding the all-True mask as float64 adds, without the cast
+        else:
+            torch._foreach_add_(steps, [stepping.to(MEMBER_DTYPE)] * len(steps))
         # Per parameter and member, (P, K): the step size lr / (1 - beta1^t) and sqrt(1 - beta2^t), computed for all
-        # parameters at once and cast once to the parameters' dtype (elementwise the same arithmetic as per
+        # parameters at once, stacked, and cast once to the parameters' dtype (elementwise the same arithmetic as per
         # parameter: -expm1(t log beta), see _one_minus_power).
         counts = torch.stack(steps)
-        step_sizes = lr / _one_minus_power(beta1, [counts])[0]
-        bias_correction2_sqrt = _one_minus_power(beta2, [counts])[0].sqrt_()
-        step_sizes, bias_correction2_sqrt = _per_param(step_sizes, params), _per_param(bias_correction2_sqrt, params)
+        factors = torch.stack([lr / _one_minus_power(beta1, [counts])[0], _one_minus_power(beta2, [counts])[0].sqrt_()])
+        step_sizes, bias_correction2_sqrt = _per_param(factors, params)
 
         if self._all_step:
             # Every member steps: the moments in place, no masks (the same arithmetic as below).
@@ -133,15 +135,22 @@ class _ScheduledAdam(ScheduledOptimizer):
             mask.blend_(exp_avg_sqs[i], new_exp_avg_sqs[i])
 
 
-def _per_param(values: Tensor, params: list[Tensor]) -> list[Tensor]:
-    """Row i of a (P, K) tensor of per-member scalars, in parameter i's dtype, viewed as (K, 1, ..., 1)."""
+def _per_param(values: Tensor, params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """The two (P, K) tensors of per-member scalars stacked in ``values`` (2, P, K), row i of each in parameter i's
+    dtype, viewed as (K, 1, ..., 1): one cast per dtype and one view per dtype and rank (no per-parameter ops)."""
+    rows: dict[tuple[torch.dtype, int], tuple[tuple[Tensor, ...], tuple[Tensor, ...]]] = {}
     cast: dict[torch.dtype, Tensor] = {}
-    out = []
+    first, second = [], []
     for i, p in enumerate(params):
-        if p.dtype not in cast:
-            cast[p.dtype] = values.to(p.dtype)
-        out.append(cast[p.dtype][i].view((-1,) + (1,) * (p.dim() - 1)))
-    return out
+        key = (p.dtype, p.dim())
+        if key not in rows:
+            if p.dtype not in cast:
+                cast[p.dtype] = values.to(p.dtype)
+            shaped = cast[p.dtype].view(values.shape + (1,) * (p.dim() - 1))
+            rows[key] = (shaped[0].unbind(0), shaped[1].unbind(0))
+        first.append(rows[key][0][i])
+        second.append(rows[key][1][i])
+    return first, second
 
 
 class AdamLoss(_ScheduledAdam):
@@ -196,7 +205,8 @@ class AdamLoss(_ScheduledAdam):
             self._adam(group, params, grads, group["lr"] / math.sqrt(group["b"]))
 
     def _update_members(self, group, params, grads, loss, stepping) -> None:
-        add_loss(self._member(group, "b"), loss, self._member(group, "alpha"), self._member(group, "c"))
+        add_loss(self._member(group, "b"), loss, self._member(group, "alpha"), self._member(group, "c"),
+                 self._all_step)
         self._adam_members(group, params, grads, self._step_size(group), stepping)
 
     def _step_size(self, group):
@@ -234,7 +244,7 @@ class AdamSqrt(_ScheduledAdam):
         self._adam(group, params, grads, self._step_size(group))
 
     def _update_members(self, group, params, grads, loss, stepping) -> None:
-        self._member(group, "step").add_(stepping.to(MEMBER_DTYPE))
+        self._member(group, "step").add_(1.0 if self._all_step else stepping.to(MEMBER_DTYPE))
         self._adam_members(group, params, grads, self._step_size(group), stepping)
 
     def _step_size(self, group):

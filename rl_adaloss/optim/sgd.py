@@ -118,7 +118,8 @@ class AdaLoss(_SquaredAccumulator):
 
     def _update_members(self, group, params, grads, loss, stepping) -> None:
         grads = _with_weight_decay(params, grads, group["weight_decay"])
-        add_loss(self._member(group, "b_squared"), loss, self._member(group, "alpha"), self._member(group, "c"))
+        add_loss(self._member(group, "b_squared"), loss, self._member(group, "alpha"), self._member(group, "c"),
+                 self._all_step)
         _descend_members(params, grads, self._step_size(group), stepping, self._all_step)
 
 

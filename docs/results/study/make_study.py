@@ -2,8 +2,9 @@
 
     python docs/results/study/make_study.py [RUNS_DIR]     # default: runs/study
 
-For each study sweep found under RUNS_DIR (each already reported by ``python -m rl_adaloss.report``), copy its
-report (figures, summary, diagnostics, verdict tables, sweep.json) into ``docs/results/study/<sweep>/``; then write
+For each study sweep (and the bullet budget probe) found under RUNS_DIR (each already reported by
+``python -m rl_adaloss.report``), copy its report (figures, summary, diagnostics, verdict tables, sweep.json) into
+``docs/results/study/<sweep>/``; then write
 
 * ``verdict_matrix.md`` / ``.csv``: every env's verdict rows (``verdict.csv`` of each b0 sweep) in one table;
 * ``alpha_vs_lr.md`` / ``.csv``: where the tuning burden goes. AdamLoss (joint layout, raw rewards) at a too-large
@@ -25,6 +26,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 STUDIES = ["study_pendulum", "study_cartpole_swingup", "study_bullet_swingup"]
 ALPHA = {"study_pendulum": "study_pendulum_alpha", "study_cartpole_swingup": "study_cartpole_swingup_alpha"}
+#: Sweeps copied as they are, outside the two tables: the budget probe on the paper's task.
+PROBES = ["study_bullet_swingup_long"]
 REPORT_FILES = ["reward_curves.png", "robustness.png", "step_sizes.png", "accumulator_growth.png",
                 "training_scores.png", "summary.csv", "summary.md", "diagnostics.csv", "verdict.md", "verdict.csv",
                 "verdict_alpha.csv", "sweep.json"]
@@ -55,7 +58,7 @@ def fmt(value: str, digits: int = 4) -> str:
 
 def collect(runs: Path) -> list[str]:
     found = []
-    for name in STUDIES + list(ALPHA.values()):
+    for name in STUDIES + list(ALPHA.values()) + PROBES:
         source = runs / name
         if not (source / "verdict.csv").is_file():
             continue

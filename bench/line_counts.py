@@ -6,9 +6,9 @@ first string statement of a module, class or function) and a comment do not coun
     python bench/line_counts.py [FILE ...]      # default: the config, sweep and experiments files
 """
 
+import argparse
 import ast
 import io
-import sys
 import tokenize
 from pathlib import Path
 
@@ -56,4 +56,8 @@ def main(paths: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or FILES)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] + " Code lines: the lines with a token "
+                                     "that is not a comment or a docstring.")
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help="Python files to count (default: the config, sweep and experiments files)")
+    main(parser.parse_args().files or FILES)

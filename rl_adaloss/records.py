@@ -7,6 +7,7 @@ own ``result.json`` is fresher than the index (a run may have ended after the in
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,7 @@ def with_result(record: RunRecord, sweep_dir: Path) -> RunRecord:
 
 def write_index(sweep_dir: Path, sweep: dict[str, Any], records: list[RunRecord]) -> dict[str, int]:
     """Write ``sweep.json``: the sweep config and every record; return the counts by status."""
-    counts: dict[str, int] = {}
-    for record in records:
-        counts[record.status] = counts.get(record.status, 0) + 1
+    counts = dict(Counter(record.status for record in records))
     write_json_atomic(Path(sweep_dir) / INDEX_NAME,
                       dict(sweep=sweep, points=[r.to_json() for r in records], counts=counts))
     return counts

@@ -51,12 +51,14 @@ import copy
 import functools
 import math
 import os
+import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -65,7 +67,7 @@ import yaml
 from pydantic import AfterValidator, ConfigDict, Field, PositiveInt, model_validator
 
 from rl_adaloss.config import find_config, load_config, optimizer_arguments, override, resolve
-from rl_adaloss.errors import UsageError, report_usage_error
+from rl_adaloss.errors import UsageError, exit_on_usage_error
 from rl_adaloss.io import read_json
 from rl_adaloss.optim import OPTIMIZERS
 from rl_adaloss.records import FINAL_STATUSES, RunRecord, read_result, with_result
@@ -151,17 +153,10 @@ class GridPoint:
     def label(self) -> str:
         return f"{self.optimizer} b0={format_b0(self.b0)} seed={self.seed}"
 
-    def record(self, sweep_dir: Path) -> RunRecord:
-        return RunRecord(self.env, self.optimizer, self.b0, self.seed, str(self.run_dir.relative_to(sweep_dir)))
-
 
 def format_b0(b0: float) -> str:
     """A folder-friendly b0: 1e6 → ``1e6``, 0.01 → ``0.01``, 100 → ``100``."""
-    text = f"{b0:g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
+    return re.sub(r"e\+?(-?)0*(?=\d)", r"e\1", f"{b0:g}")  # %g's exponent without its sign + and leading zeros
 
 
 # -- the sweep config and its grid --------------------------------------------------------------------------------
@@ -170,8 +165,7 @@ def load_sweep(path: str | Path, quick: bool = False, conditions: bool = True) -
     """Read and check a sweep config; with ``quick``, apply its ``quick`` section and suffix the name; with
     ``conditions``, every variant under every condition (:func:`with_conditions`), else the variants as written."""
     path = find_config(path)
-    raw = read_yaml(path, follow_base=False)
-    sweep = validate(SweepConfig, raw, label="sweep ").model_dump(mode="python", exclude_none=True)
+    sweep = validate(SweepConfig, read_yaml(path, follow_base=False), label="sweep ").model_dump(exclude_none=True)
     changes = sweep.pop("quick", None) or {}
     if quick:
         sweep = {**sweep, **changes, "name": f"{sweep['name']}-quick"}
@@ -208,12 +202,9 @@ def expand(sweep: dict[str, Any], out_dir: Path) -> list[GridPoint]:
         overrides = list({**(sweep.get("overrides") or {}), **(spec.get("overrides") or {})}.items())
         for b0 in sweep["b0"]:
             for seed in sweep["seeds"]:
-                # a deep copy: an override sets keys inside the base's sections
-                raw = {k: copy.deepcopy(v) for k, v in base.items() if k != "optimizer"}
-                raw["optimizer"] = paired_optimizer(spec, base["optimizer"], sweep["eta"], b0)
-                raw["seed"] = seed
-                if "total_timesteps" in sweep:
-                    raw["total_timesteps"] = sweep["total_timesteps"]
+                raw = copy.deepcopy(base)  # a deep copy: an override sets keys inside the base's sections
+                raw.update(seed=seed, optimizer=paired_optimizer(spec, base["optimizer"], sweep["eta"], b0),
+                           total_timesteps=sweep.get("total_timesteps", base["total_timesteps"]))
                 try:
                     config = resolve(override(raw, overrides))
                 except UsageError as error:
@@ -246,34 +237,25 @@ def point_status(point: GridPoint) -> str | None:
 
 
 @contextmanager
-def held(run_dirs: list[str]) -> Iterator[tuple[set[int], dict[int, dict[str, Any]]]]:
-    """Hold the lock of every run directory that no other process holds, for the block. Yields the indices of the
-    others (busy), and the results of the held runs that have ended (another process may have finished one since
-    this one looked)."""
+def held(run_dirs: list[str]) -> Iterator[dict[int, dict[str, Any]]]:
+    """Hold the lock of every run directory that no other process holds, for the block. Yields the results known
+    by index: ``{"status": "busy"}`` for the others, and the results of the held runs that have ended (another
+    process may have finished one since this one looked)."""
     from filelock import FileLock, Timeout
 
-    locks, busy, ended = [], set(), {}
-    try:
+    with ExitStack() as locks:
+        known = {}
         for i, run_dir in enumerate(run_dirs):
             Path(run_dir).mkdir(parents=True, exist_ok=True)
-            lock = FileLock(str(Path(run_dir) / LOCK_NAME))
             try:
-                lock.acquire(timeout=0)
+                locks.enter_context(FileLock(str(Path(run_dir) / LOCK_NAME), timeout=0))
             except Timeout:
-                busy.add(i)
+                known[i] = {"status": BUSY, "reason": "being run by another process"}
                 continue
-            locks.append(lock)
             done = read_result(Path(run_dir))
             if done and done["status"] in FINAL_STATUSES:
-                ended[i] = done
-        yield busy, ended
-    finally:
-        for lock in locks:
-            lock.release()
-
-
-def _busy_result() -> dict[str, Any]:
-    return {"status": BUSY, "reason": "being run by another process"}
+                known[i] = done
+        yield known
 
 
 #: Set in a worker process once one of its jobs was interrupted (Ctrl-C, or the SIGTERM an interrupted sweep passes
@@ -303,18 +285,13 @@ def run_points(configs: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[
 
     from rl_adaloss.train import run
 
-    results = []
-    with held(run_dirs) as (busy, ended):
+    torch.set_num_threads(1)  # one process per run: threads would only fight each other
+    with held(run_dirs) as results:
         for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
-            if i in busy:
-                results.append(_busy_result())
-            elif i in ended:
-                results.append(ended[i])
-            else:
-                torch.set_num_threads(1)  # one process per run: threads would only fight each other
+            if i not in results:
                 resume = (Path(run_dir) / "checkpoint.pkl").exists()
-                results.append(run(config, Path(run_dir), resume=resume, progress=False))
-    return results
+                results[i] = run(config, Path(run_dir), resume=resume, progress=False)
+    return [results[i] for i in range(len(run_dirs))]
 
 
 def wait_for_lock(point: GridPoint) -> None:
@@ -338,18 +315,17 @@ def run_batch_points(configs: list[dict[str, Any]], run_dirs: list[str], threads
 
     from rl_adaloss.batched.run import default_checkpoint_path, run_batch
 
-    with held(run_dirs) as (busy, ended):
-        members = [i for i in range(len(run_dirs)) if i not in busy]
+    with held(run_dirs) as results:
+        members = [i for i in range(len(run_dirs)) if results.get(i, {}).get("status") != BUSY]
         if not default_checkpoint_path([run_dirs[i] for i in members], checkpoint_dir).is_file():
-            members = [i for i in members if i not in ended]
-        results: dict[int, dict[str, Any]] = {}
-        if any(i not in ended for i in members):
+            members = [i for i in members if i not in results]
+        if any(i not in results for i in members):
             torch.set_num_threads(threads)
             dirs = [run_dirs[i] for i in members]
-            results.update(zip(members, run_batch([configs[i] for i in members], dirs,
-                                                  default_checkpoint_path(dirs, checkpoint_dir))))
-        results.update(ended)
-        return [_busy_result() if i in busy else results[i] for i in range(len(run_dirs))]
+            ran = run_batch([configs[i] for i in members], dirs, default_checkpoint_path(dirs, checkpoint_dir))
+            for i, result in zip(members, ran):
+                results.setdefault(i, result)  # a member that had ended keeps its result
+    return [results[i] for i in range(len(run_dirs))]
 
 
 def _check_unchanged(points: list[GridPoint]) -> None:
@@ -384,29 +360,22 @@ def plan_batches(points: list[GridPoint], todo: list[GridPoint], workers: int) -
     from rl_adaloss.batched.run import batch_key
 
     by_dir = {p.run_dir.resolve(): p for p in points}
-    todo_dirs = {p.run_dir.resolve() for p in todo}
     batches: list[list[GridPoint]] = []
     assigned: set[Path] = set()
     for point in todo:
-        if point.run_dir.resolve() in assigned:
-            continue
         members = _saved_batch(point)
-        if (members and all(m in by_dir for m in members) and not any(m in assigned for m in members)
-                and point.run_dir.resolve() in members):
+        if members and point.run_dir.resolve() in members and all(m in by_dir and m not in assigned for m in members):
             batches.append([by_dir[m] for m in members])
             assigned.update(members)
     groups: dict[str, list[GridPoint]] = {}
     for point in todo:
-        if point.run_dir.resolve() not in assigned and point.run_dir.resolve() in todo_dirs:
+        if point.run_dir.resolve() not in assigned:
             groups.setdefault(batch_key(point.config), []).append(point)
     fresh = list(groups.values())
-    while fresh and len(batches) + len(fresh) < workers:
+    while fresh and len(batches) + len(fresh) < workers and max(map(len, fresh)) > 1:
         largest = max(range(len(fresh)), key=lambda i: len(fresh[i]))
-        if len(fresh[largest]) < 2:
-            break
-        batch = fresh.pop(largest)
-        half = (len(batch) + 1) // 2
-        fresh[largest:largest] = [batch[:half], batch[half:]]
+        half = (len(fresh[largest]) + 1) // 2
+        fresh[largest:largest + 1] = [fresh[largest][:half], fresh[largest][half:]]
     return batches + fresh
 
 
@@ -414,12 +383,10 @@ def check_batched(points: list[GridPoint]) -> None:
     """Refuse, in one line, a grid the batched engine cannot run: one engine of one member per group is built."""
     from rl_adaloss.batched.run import batch_key, check_supported
 
-    checked: set[str] = set()
+    firsts: dict[str, GridPoint] = {}
     for point in points:
-        key = batch_key(point.config)
-        if key in checked:
-            continue
-        checked.add(key)
+        firsts.setdefault(batch_key(point.config), point)
+    for point in firsts.values():
         try:
             check_supported(point.config)
         except UsageError as error:
@@ -440,15 +407,15 @@ class Progress:
     def __init__(self, total: int, todo: int, workers: int, show: bool) -> None:
         from tqdm.auto import tqdm
 
-        self.todo, self.workers, self.done = todo, workers, 0
-        self.counts: dict[str, int] = {}
+        self.todo, self.workers, self.done, self.env_steps = todo, workers, 0, None
+        self.counts: Counter[str] = Counter()
         self.bar = tqdm(total=total, initial=total - todo, unit="run", desc="sweep", dynamic_ncols=True,
                         disable=not show)
         self._show()
 
     def finished(self, status: str) -> None:
         self.done += 1
-        self.counts[status] = self.counts.get(status, 0) + 1
+        self.counts[status] += 1
         self.bar.update(1)
         self._show()
 
@@ -459,9 +426,8 @@ class Progress:
         self._show()
 
     def _show(self) -> None:
-        running = min(self.workers, self.todo - self.done)
-        steps = {"env_steps": self.env_steps} if getattr(self, "env_steps", None) else {}
-        self.bar.set_postfix(running=running, **steps, **self.counts)
+        steps = {"env_steps": self.env_steps} if self.env_steps else {}
+        self.bar.set_postfix(running=min(self.workers, self.todo - self.done), **steps, **self.counts)
 
     def write(self, line: str) -> None:
         if not self.bar.disable:
@@ -480,8 +446,21 @@ class Job:
     points: list[GridPoint]
 
 
-def _failed(job: Job, reason: str) -> list[dict[str, Any]]:
-    return [{"status": "failed", "reason": reason.splitlines()[0]}] * len(job.points)
+def _collect(pending: dict[Future, Job], on_results: Callable[[Job, list[dict]], None], on_tick: Callable[[], None],
+             failure: Callable[[Exception], str]) -> None:
+    """Pass each job's results to ``on_results`` as it ends, ``on_tick`` every few seconds; a job that raised (a
+    worker that died, a Ray task lost beyond its retries) is recorded as failed, ``failure(error)``, and the sweep
+    goes on."""
+    while pending:
+        done, _ = wait(pending, timeout=TICK_S, return_when=FIRST_COMPLETED)
+        on_tick()
+        for future in done:
+            job = pending.pop(future)
+            try:
+                results = future.result()
+            except Exception as error:  # noqa: BLE001 - recorded, the sweep goes on
+                results = [{"status": "failed", "reason": failure(error).splitlines()[0]}] * len(job.points)
+            on_results(job, results)
 
 
 def run_local(jobs: list[Job], workers: int, on_results: Callable[[Job, list[dict]], None],
@@ -493,16 +472,7 @@ def run_local(jobs: list[Job], workers: int, on_results: Callable[[Job, list[dic
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending = {pool.submit(job.function, *job.args): job for job in jobs}
         try:
-            while pending:
-                done, _ = wait(pending, timeout=TICK_S, return_when=FIRST_COMPLETED)
-                on_tick()
-                for future in done:
-                    job = pending.pop(future)
-                    try:
-                        results = future.result()
-                    except Exception as error:  # noqa: BLE001 - a worker that died; recorded, the sweep goes on
-                        results = _failed(job, f"worker died: {type(error).__name__}: {error}")
-                    on_results(job, results)
+            _collect(pending, on_results, on_tick, lambda error: f"worker died: {type(error).__name__}: {error}")
         except KeyboardInterrupt:
             # Ctrl-C reaches the workers too, but a SIGTERM to the sweep alone does not: pass it on, so that every
             # running run (or batch) saves a checkpoint. A worker whose job returned would then take the next job
@@ -538,17 +508,8 @@ def run_ray(jobs: list[Job], address: str | None, gpu_fraction: float,
         for job in jobs:
             gpus = gpu_fraction if job.points[0].config["device"] == "cuda" else 0
             task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=3)(job.function)
-            pending[task.remote(*job.args)] = job
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=TICK_S)
-            on_tick()
-            for ref in done:
-                job = pending.pop(ref)
-                try:
-                    results = ray.get(ref)
-                except Exception as error:  # noqa: BLE001 - lost beyond its retries; recorded
-                    results = _failed(job, f"ray task failed: {type(error).__name__}")
-                on_results(job, results)
+            pending[task.remote(*job.args).future()] = job  # a concurrent.futures.Future, as the local backend's
+        _collect(pending, on_results, on_tick, lambda error: f"ray task failed: {type(error).__name__}")
     finally:
         if started_here:
             ray.shutdown()
@@ -559,7 +520,8 @@ def run_ray(jobs: list[Job], address: str | None, gpu_fraction: float,
 def write_index(sweep: dict[str, Any], points: list[GridPoint], out_dir: Path) -> dict[str, int]:
     """``sweep.json``: the sweep config and every grid point's record; returns counts by status."""
     sweep_dir = out_dir / sweep["name"]
-    return write_records(sweep_dir, sweep, [with_result(p.record(sweep_dir), sweep_dir) for p in points])
+    records = [RunRecord(p.env, p.optimizer, p.b0, p.seed, str(p.run_dir.relative_to(sweep_dir))) for p in points]
+    return write_records(sweep_dir, sweep, [with_result(record, sweep_dir) for record in records])
 
 
 def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str = "local",
@@ -616,11 +578,9 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
                 bar.write(f"waiting for {len(busy)} runs that another process is running")
             for point in busy:
                 wait_for_lock(point)
-            todo = [p for p in busy if point_status(p) not in FINAL_STATUSES]
-            for point in busy:
-                if point not in todo:
-                    bar.finished(point_status(point) or "not run")
-            busy = []
+                if point_status(point) in FINAL_STATUSES:
+                    bar.finished(point_status(point))
+            todo, busy = [p for p in busy if point_status(p) not in FINAL_STATUSES], []
     finally:
         bar.close()
         counts = write_index(sweep, points, out_dir)
@@ -664,18 +624,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return exit_on_usage_error(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
-    try:
-        if args.workers < 1:
-            raise UsageError(f"--workers: expected an integer >= 1, got {args.workers}")
-        sweep = load_sweep(args.config, quick=args.quick)
-        points = expand(sweep, args.out_dir)
-        if not args.dry_run:
-            _check_unchanged(points)
-        if args.engine == "batched" and not args.print_config:
-            check_batched(points)
-    except UsageError as error:
-        return report_usage_error(error)
+    if args.workers < 1:
+        raise UsageError(f"--workers: expected an integer >= 1, got {args.workers}")
+    sweep = load_sweep(args.config, quick=args.quick)
+    points = expand(sweep, args.out_dir)
+    if not args.dry_run:
+        _check_unchanged(points)
+    if args.engine == "batched" and not args.print_config:
+        check_batched(points)
 
     if args.print_config:
         print(describe(SweepConfig.model_validate(load_sweep(args.config, args.quick, conditions=False))))
@@ -705,8 +666,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are kept; run the same command to resume", file=sys.stderr)
         return 130
-    except UsageError as error:
-        return report_usage_error(error)
     print(f"done in {time.perf_counter() - started:.0f} s: "
           + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())), file=sys.stderr)
     if not args.no_report:

@@ -212,13 +212,9 @@ _TORCH_WORDS = {"learning rate": "lr", "epsilon": "eps", "beta": "betas"}
 
 
 def _argument_in(message: str, keys: list[str]) -> str | None:
-    for key in sorted(keys, key=len, reverse=True):
-        if re.search(rf"\b{re.escape(key)}\b", message):
-            return key
-    for words, key in _TORCH_WORDS.items():
-        if words in message.lower() and key in keys:
-            return key
-    return None
+    named = [key for key in sorted(keys, key=len, reverse=True) if re.search(rf"\b{re.escape(key)}\b", message)]
+    named += [key for words, key in _TORCH_WORDS.items() if words in message.lower() and key in keys]
+    return named[0] if named else None
 
 
 def check_optimizer(name: str, layout: str, lr: float | str, arguments: dict[str, Any],
@@ -264,11 +260,8 @@ def check_runnable(config: TrainConfig) -> None:
     if config.policy_kwargs.squash_output and not config.ppo.use_sde:
         raise UsageError("policy_kwargs.squash_output: SB3 squashes actions only with gSDE; set ppo.use_sde=true")
     if config.ppo.use_sde:
-        probe = gymnasium.make(config.env)
-        try:
+        with gymnasium.make(config.env) as probe:
             space = probe.action_space
-        finally:
-            probe.close()
         if not isinstance(space, gymnasium.spaces.Box):
             raise UsageError(f"ppo.use_sde: gSDE needs continuous (Box) actions, and {config.env} has {space}; "
                              f"set ppo.use_sde=false")

@@ -99,11 +99,15 @@ def parse_override(item: str) -> tuple[str, Any]:
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
         raise UsageError(f"override {item!r} is not of the form key=value")
+    return key.strip(), yaml_value(text) if text else ""
+
+
+def yaml_value(text: str) -> Any:
+    """``text`` read as YAML (``1e-3`` a number, ``[1, 2]`` a list), or the text itself where it is not YAML."""
     try:
-        value = load_yaml_text(text) if text else ""
+        return load_yaml_text(text)
     except yaml.YAMLError:
-        value = text
-    return key.strip(), value
+        return text
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -169,8 +173,7 @@ def error_line(error: ValidationError, prefix: str = "", model: type[BaseModel] 
         return f"unknown {label}key {where!r}" + (f" (expected one of: {', '.join(keys)})" if keys else "")
     if kind == "missing":
         return f"{where}: required key missing"
-    message = _EXPECTED.sub("expected ", message)
-    message = message.removeprefix("Value error, ")
+    message = _EXPECTED.sub("expected ", message).removeprefix("Value error, ")
     if "input" in first and kind not in ("value_error", "assertion_error"):
         message += f", got {first['input']!r}"
     return f"{where}: {message}"
@@ -196,19 +199,14 @@ def describe(config: BaseModel, indent: int = 0) -> str:
     """``config`` as YAML that reads back to the same config, each key followed by its description."""
     lines = []
     pad = "  " * indent
-    extra_help = getattr(config, "extra_descriptions", lambda: {})()
-    values = config.model_dump(mode="python")
-    for name, field in type(config).model_fields.items():
-        value = getattr(config, name)
-        note = f"  # {field.description}" if field.description else ""
-        if isinstance(value, BaseModel):
-            lines.append(f"{pad}{name}:{note}")
-            lines.append(describe(value, indent + 1))
+    notes = {name: field.description for name, field in type(config).model_fields.items()}
+    notes.update(getattr(config, "extra_descriptions", dict)())
+    for name, value in config.model_dump(mode="python").items():  # the fields, then any extra keys
+        note = f"  # {notes[name]}" if notes.get(name) else ""
+        if isinstance(getattr(config, name), BaseModel):
+            lines += [f"{pad}{name}:{note}", describe(getattr(config, name), indent + 1)]
         else:
-            lines.append(f"{pad}{name}: {_flow(values[name])}{note}")
-    for name, value in (config.model_extra or {}).items():
-        note = f"  # {extra_help[name]}" if name in extra_help else ""
-        lines.append(f"{pad}{name}: {_flow(value)}{note}")
+            lines.append(f"{pad}{name}: {_flow(value)}{note}")
     return "\n".join(line for line in lines if line)
 
 

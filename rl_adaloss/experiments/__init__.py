@@ -26,15 +26,12 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
 
 import numpy as np
-import yaml
 from pydantic import ConfigDict, ValidationError
 
+from rl_adaloss.config import CONFIG_DIR  # the packaged configs, rl_adaloss/configs/<name>.yaml
 from rl_adaloss.errors import UsageError, exit_on_usage_error
 from rl_adaloss.optim import AdaGradNorm, AdaLoss, SGDConstant, SGDDecaySqrt
-from rl_adaloss.schema import Section, apply_overrides, describe, error_line, load_yaml_text, read_yaml
-
-#: The packaged configs (``rl_adaloss/configs/<name>.yaml``), found in a source checkout and an installed package.
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+from rl_adaloss.schema import Section, apply_overrides, describe, error_line, read_yaml, yaml_value
 
 S = TypeVar("S", bound="ExperimentSettings")
 
@@ -105,15 +102,9 @@ def flag_text(value: Any) -> str:
 def _from_flag(annotation: Any, text: str) -> Any:
     """A flag's text as a value: each item of a list (comma-separated) or a scalar is read as YAML; windows (a list of
     pairs) are left to their own validator."""
-    def scalar(item: str) -> Any:
-        try:
-            return load_yaml_text(item)
-        except yaml.YAMLError:
-            return item
-
     if get_origin(annotation) is list and get_origin(get_args(annotation)[0]) is not tuple:
-        return [scalar(item.strip()) for item in text.split(",") if item.strip()]
-    return text if get_origin(annotation) is list else scalar(text)
+        return [yaml_value(item.strip()) for item in text.split(",") if item.strip()]
+    return text if get_origin(annotation) is list else yaml_value(text)
 
 
 def _validated(model: type[S], values: dict[str, Any], source: str, prefix: str) -> S:
@@ -229,11 +220,12 @@ def _cell(value: Any) -> str:
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
-    """Rows (dicts with the same keys) as CSV text; floats written in full precision."""
+    """Rows as CSV text, the union of their keys as the columns (blank where a row has none); floats written in
+    full precision."""
     if not rows:
         return ""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (repr(v) if isinstance(v, float) else ("" if v is None else v)) for k, v in row.items()})

@@ -324,14 +324,11 @@ def plot_stochastic(rows, s, path: Path) -> None:
         top, bottom = axes[0, j], axes[1, j]
         for method in s.methods:
             sel = [r for r in rows if r["method"] == method and r["window"] == window]
-            b0s = [r["b0"] for r in sel]
-            losses = [r["loss_mean"] for r in sel]
-            ok = [k for k, v in enumerate(losses) if math.isfinite(v)]
-            top.plot([b0s[k] for k in ok], [losses[k] for k in ok], "o-", color=COLORS[method],
-                     label=LABELS[method], ms=4)
-            bad = [k for k, v in enumerate(losses) if not math.isfinite(v)]
-            if bad:
-                top.plot([b0s[k] for k in bad], [ceiling] * len(bad), "x", color=COLORS[method], ms=8, mew=2)
+            b0s, losses = np.array([r["b0"] for r in sel]), np.array([r["loss_mean"] for r in sel])
+            ok = np.isfinite(losses)
+            top.plot(b0s[ok], losses[ok], "o-", color=COLORS[method], label=LABELS[method], ms=4)
+            if not ok.all():
+                top.plot(b0s[~ok], np.full((~ok).sum(), ceiling), "x", color=COLORS[method], ms=8, mew=2)
             bottom.plot(b0s, [r["eff_lr_mean"] for r in sel], "o-", color=COLORS[method], ms=4)
         top.set(xscale="log", yscale="log", title=f"loss, iterations [{window.replace('-', ', ')}]")
         bottom.set(xscale="log", yscale="log", xlabel="b₀", title="effective step size η/b_t")
@@ -374,13 +371,9 @@ def matrix_rows(rows, s, window: str, key: str) -> list[dict[str, Any]]:
     """A method x b0 table of ``key`` for one window (``div`` where any seed diverged)."""
     out = []
     for method in s.methods:
-        line: dict[str, Any] = {"method": LABELS[method]}
-        for r in rows:
-            if r["method"] == method and r["window"] == window:
-                value = r[key]
-                line[f"b0={r['b0']:g}"] = "div" if r["diverged_seeds"] and key.startswith(("loss", "rel")) \
-                    else value
-        out.append(line)
+        cells = {f"b0={r['b0']:g}": "div" if r["diverged_seeds"] and key.startswith(("loss", "rel")) else r[key]
+                 for r in rows if r["method"] == method and r["window"] == window}
+        out.append({"method": LABELS[method], **cells})
     return out
 
 

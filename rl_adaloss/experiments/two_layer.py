@@ -166,12 +166,6 @@ def loss_and_grad(X: torch.Tensor, y: torch.Tensor, W: torch.Tensor, a: torch.Te
     return 0.5 * scale * sq, scale * sq, grad
 
 
-def full_loss(X, y, W, a) -> float:
-    _, u = forward(X, W, a)
-    r = y - u
-    return 0.5 * float(r @ r)
-
-
 def train_gd(X, y, W0, a, method: str, *, eta: float, b0: float = 1.0, alpha: float = 1.0, iters: int,
              blowup: float) -> dict[str, Any]:
     """Full-batch GD. ``loss[k] = L(W(k))`` for ``k = 0..K``; ``b[k]`` is ``b_k`` (``b_0 = b0``; 1 for plain GD);
@@ -207,7 +201,7 @@ def train_sgd(X, y, W0, a, method: str, *, eta: float, b0: float, alpha: float, 
     W.grad = torch.zeros_like(W)
     opt = make_optimizer(method, [W], eta, b0, alpha)
     g = torch.Generator().manual_seed(10_000 + seed)
-    losses = [full_loss(X, y, W, a)]
+    losses = [loss_and_grad(X, y, W, a)[0]]
     diverged = None
     for epoch in range(epochs):
         order = torch.randperm(n, generator=g)
@@ -217,7 +211,7 @@ def train_sgd(X, y, W0, a, method: str, *, eta: float, b0: float, alpha: float, 
             _, sq, grad = loss_and_grad(X[idx], y[idx], W, a, scale=scale)
             W.grad.copy_(grad)
             opt.step(loss=math.sqrt(n) * sq)
-        losses.append(full_loss(X, y, W, a))
+        losses.append(loss_and_grad(X, y, W, a)[0])
         if not math.isfinite(losses[-1]) or losses[-1] > blowup * losses[0]:
             diverged = epoch + 1
             break
@@ -478,9 +472,7 @@ def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list
     plot_fig6(fig6_curves, fig6_rows, s, out / "two_layer_fig6.png")
 
     # One CSV for all parts: the union of the columns, blank where a part has none.
-    all_rows = fig5_rows + thm2_rows + thm3_rows + fig6_rows
-    columns = list(dict.fromkeys(k for r in all_rows for k in r))
-    write_atomic(out / "two_layer.csv", csv_text([{c: r.get(c) for c in columns} for r in all_rows]))
+    write_atomic(out / "two_layer.csv", csv_text(fig5_rows + thm2_rows + thm3_rows + fig6_rows))
 
     H_norm, lam0 = float(eig[-1]), float(eig[0])
     header = (f"Data: n={s.n} unit inputs in R^{s.d}, labels +-1. H_inf: lambda_0 = {lam0:.4g}, "

@@ -116,11 +116,13 @@ class MemberOptimizer:
         if self.member_axis:
             losses = losses.detach()
             # On the CPU reading the (K,) masks is free: when every member steps, the optimizer may skip its masks.
+            # step_members: the member-axis rules are all ScheduledOptimizers; it skips torch's per-call step
+            # wrapper (hooks, record_function), which this engine never uses.
             if losses.device.type == "cpu" and bool(active.all()) and bool(torch.isfinite(losses).all()):
-                self._step_members(losses, all_finite=True)
+                self.optimizer.step_members(losses, all_finite=True)
                 return
             masked = torch.where(active, losses, torch.full_like(losses, float("nan")))
-            self._step_members(masked)
+            self.optimizer.step_members(masked)
             return
         values = losses.detach().tolist()
         for k in torch.nonzero(active).flatten().tolist():
@@ -131,13 +133,6 @@ class MemberOptimizer:
                 optimizer.step(loss=values[k])
             else:
                 optimizer.step()
-
-    def _step_members(self, losses: Tensor, all_finite: bool = False) -> None:
-        # step_members skips torch's per-call step wrapper (hooks, record_function), which this engine never uses.
-        if hasattr(self.optimizer, "step_members"):
-            self.optimizer.step_members(losses, all_finite)
-        else:
-            self.optimizer.step(loss=losses, all_finite=all_finite)
 
     # -- what is logged and compared -----------------------------------------------------------------------------
 

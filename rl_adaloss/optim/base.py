@@ -422,16 +422,16 @@ class ScheduledOptimizer(Optimizer):
                 if loss is None:
                     # A rule that ignores the loss, stepped without one: every member steps.
                     per_device[device] = (None, torch.ones(members, dtype=torch.bool, device=device))
-                elif self._all_step:
-                    # Every loss is finite (the caller's promise): every member steps, and none is counted as skipped.
-                    member_loss = loss.detach().to(device=device, dtype=MEMBER_DTYPE, non_blocking=True)
-                    per_device[device] = (member_loss, torch.ones(members, dtype=torch.bool, device=device))
                 else:
                     member_loss = loss.detach().to(device=device, dtype=MEMBER_DTYPE, non_blocking=True)
-                    finite = torch.isfinite(member_loss)
-                    if not per_device:  # count each step once, on the device
-                        skipped = (~finite).to(torch.int64)
-                        self._skipped_members = skipped + self._skipped_members.to(device)
+                    if self._all_step:
+                        # Every loss is finite (the caller's promise): every member steps, none counted as skipped.
+                        finite = torch.ones(members, dtype=torch.bool, device=device)
+                    else:
+                        finite = torch.isfinite(member_loss)
+                        if not per_device:  # count each step once, on the device
+                            skipped = (~finite).to(torch.int64)
+                            self._skipped_members = skipped + self._skipped_members.to(device)
                     per_device[device] = (member_loss, finite)
             self._update_members(group, params, grads, *per_device[device])
         return loss

@@ -14,6 +14,7 @@ A sweep config (YAML) names a base training config and what varies::
       adamloss-joint: {name: adamloss, layout: joint}
       adamsqrt: {name: adamsqrt}
       rawadv: {name: adamloss, overrides: {ppo.normalize_advantage: false}}   # a variant's own dotted keys
+      eta-0.1: {name: adamloss, layout: joint, eta: 0.1}   # a variant's own base step size (a grid over eta)
     overrides: {eval.episodes: 5}       # optional, applied to every run
     conditions:                         # optional: a grid over any keys; every variant runs under every condition
       normalized: {normalize.reward: true}        #   as the variant normalized/adam, ... (folders nest alike)
@@ -92,6 +93,8 @@ class Variant(Section):
 
     name: Literal[tuple(OPTIMIZERS)] = Field(description=f"the rule: {', '.join(OPTIMIZERS)}")
     layout: Literal["separate", "joint"] | None = Field(None, description="separate or joint (null: the base's)")
+    eta: float | None = Field(None, gt=0, description="this variant's base step size (null: the sweep's eta); a "
+                                                      "grid over eta at a fixed b0")
     overrides: dict[str, Any] | None = Field(None, description="dotted keys set in this variant's runs only")
 
     @model_validator(mode="after")
@@ -178,20 +181,28 @@ def load_sweep(path: str | Path, quick: bool = False, conditions: bool = True) -
 
 def paired_optimizer(spec: dict[str, Any], base_optimizer: dict[str, Any], eta: float, b0: float) -> dict[str, Any]:
     """The optimizer section of one grid point: the variant's settings, the base's shared Adam settings (betas,
-    eps) where the optimizer takes them, and lr/b0 set so that the first step size is eta/sqrt(b0).
+    eps) where the optimizer takes them, and lr/b0 set so that the first step size is eta/sqrt(b0), with the
+    variant's own ``eta`` where it has one.
 
     ``b0`` is in Algorithm 2's units (AdamLoss: the accumulator itself). A rule without a b0 (torch's Adam) runs
     at ``lr = eta/sqrt(b0)``; a rule whose class says its b0 is squared (Algorithm 1) starts from ``sqrt(b0)``."""
     name = spec["name"]
     accepted = optimizer_arguments(name)
     section = {k: v for k, v in base_optimizer.items() if k in ("betas", "eps") and k in accepted}
-    section.update({k: v for k, v in spec.items() if v is not None and k != "overrides"})
+    eta = spec.get("eta") or eta
+    section.update({k: v for k, v in spec.items() if v is not None and k not in ("overrides", "eta")})
     section.setdefault("layout", base_optimizer.get("layout", "separate"))
     if "b0" not in accepted:
         section["lr"] = eta / math.sqrt(b0)
     else:
         section.update(lr=eta, b0=OPTIMIZERS[name].b0_from_unsquared(b0))
     return section
+
+
+def first_step(optimizer: dict[str, Any]) -> float:
+    """The first step size of a grid point's optimizer section: its rule's ``initial_step``, torch Adam's lr."""
+    rule = OPTIMIZERS[optimizer["name"]]
+    return rule.initial_step(optimizer["lr"], optimizer["b0"]) if "b0" in optimizer else optimizer["lr"]
 
 
 def expand(sweep: dict[str, Any], out_dir: Path) -> list[GridPoint]:
@@ -644,7 +655,7 @@ def _main(argv: list[str] | None) -> int:
     if args.dry_run:
         for point in points:
             print(f"{point.env:20s} {point.optimizer:16s} b0={format_b0(point.b0):8s} seed={point.seed:<4d} "
-                  f"first step={float(sweep.get('eta', 1.0)) / math.sqrt(point.b0):<8.3g} "
+                  f"first step={first_step(point.config['optimizer']):<8.3g} "
                   f"steps={point.config['total_timesteps']}  -> {point.run_dir}")
         print(f"{len(points)} runs ({len(sweep['optimizers'])} optimizers x {len(sweep['b0'])} b0 x "
               f"{len(sweep['seeds'])} seeds)")

@@ -158,6 +158,23 @@ def test_first_step_is_the_rules_own_and_the_grids(tmp_path: Path):
     assert adaloss.used[0].actor_b0 == pytest.approx(100.0)
 
 
+def test_a_variant_with_its_own_eta_has_its_own_first_step(tmp_path: Path):
+    """A grid over eta at fixed b0 (the sweep's per-variant ``eta``): each cell's first step is its own eta/sqrt(b0),
+    and a label shared by every variant at one b0 does not pretend to one number."""
+    specs = {"adam": {"name": "adam"}, "eta-0.1": {"name": "adamloss", "layout": "joint", "eta": 0.1},
+             "adamloss": {"name": "adamloss"}}
+    levels = {"-": {"adam": [-300, -900], "eta-0.1": [-250, -900], "adamloss": [-400, -900]}}
+    sweep_dir = make_sweep(tmp_path, levels, name="etas", specs=specs, labels=["1", "1e2"], conditions=False)
+    report = aggregation.aggregate(*runs.load_runs(sweep_dir), reps=20)
+    steps = {(g.optimizer, g.b0): verdict.first_step(report, g) for g in report.groups}
+    assert steps == pytest.approx({("adam", 1.0): 1.0, ("adam", 100.0): 0.1, ("eta-0.1", 1.0): 0.1,
+                                   ("eta-0.1", 100.0): 0.01, ("adamloss", 1.0): 1.0, ("adamloss", 100.0): 0.1})
+    assert report.initial_step(100.0, "eta-0.1") == pytest.approx(0.01)
+    assert report.first_step_text(100.0) == "first step: the variant's eta/√b0"
+    report.sweep["optimizers"]["eta-0.1"].pop("eta")
+    assert report.first_step_text(100.0) == "first step 0.1"
+
+
 def test_matching_is_ci_upper_bound_against_the_references_lower_bound():
     def cell(mean: float, low: float, high: float, n_used: int = 3) -> verdict.Cell:
         return verdict.Cell(ENV, "-", "x", "x", "adam", 1.0, "1", 1.0, n_used, verdict.Interval(mean, low, high),

@@ -16,7 +16,7 @@ import yaml
 from conftest import poll
 
 from rl_adaloss.config import load_config
-from rl_adaloss.sweep import expand, format_b0, load_sweep, main, run_sweep
+from rl_adaloss.sweep import expand, first_step, format_b0, load_sweep, main, run_sweep
 
 TINY_BASE = {
     "env": "Pendulum-v1",
@@ -77,6 +77,17 @@ def test_grid_pairs_optimizers_at_the_same_initial_step(tmp_path):
                                  / f"b0={format_b0(point.b0)}" / f"seed={point.seed}")
     layouts = {p.optimizer: p.config["optimizer"]["layout"] for p in points}
     assert layouts["adamloss"] == "separate" and layouts["adamloss-joint"] == "joint"
+
+
+def test_a_variant_with_its_own_eta_starts_from_its_own_first_step(tmp_path):
+    path = write_sweep(tmp_path, seeds=[0], b0=[1.0, 100.0], eta=1.0,
+                       optimizers={"adam": {"name": "adam", "eta": 0.1}, "eta-0.01": {"name": "adamloss", "eta": 0.01},
+                                   "adaloss": {"name": "adaloss", "eta": 0.1}, "adamsqrt": {"name": "adamsqrt"}})
+    steps = {(p.optimizer, p.b0): first_step(p.config["optimizer"]) for p in expand(load_sweep(path), tmp_path)}
+    assert steps == pytest.approx({("adam", 1.0): 0.1, ("adam", 100.0): 0.01, ("eta-0.01", 1.0): 0.01,
+                                   ("eta-0.01", 100.0): 0.001, ("adaloss", 1.0): 0.1, ("adaloss", 100.0): 0.01,
+                                   ("adamsqrt", 1.0): 1.0, ("adamsqrt", 100.0): 0.1})
+    assert all("eta" not in p.config["optimizer"] for p in expand(load_sweep(path), tmp_path))
 
 
 def test_conditions_run_every_variant_under_every_condition_with_its_own_overrides(tmp_path, capsys):

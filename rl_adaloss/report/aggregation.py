@@ -207,8 +207,20 @@ class Report:
         """b0 as the sweep's folder names write it (1e6, 0.01, 100)."""
         return next((run.b0_label for run in self.runs if run.b0 == b0), f"{b0:g}")
 
-    def initial_step(self, b0: float) -> float:
-        return self.eta / math.sqrt(b0)
+    def variant_eta(self, optimizer: str) -> float:
+        """The variant's base step size: its own ``eta`` where the sweep gives it one, else the sweep's."""
+        return float(((self.sweep.get("optimizers") or {}).get(optimizer) or {}).get("eta") or self.eta)
+
+    def initial_step(self, b0: float, optimizer: str | None = None) -> float:
+        """The first step eta/sqrt(b0) of the grid's b0, for ``optimizer``'s eta (None: the sweep's)."""
+        return (self.eta if optimizer is None else self.variant_eta(optimizer)) / math.sqrt(b0)
+
+    def first_step_text(self, b0: float, spec: str = ".3g") -> str:
+        """"first step <eta/sqrt(b0)>" for a label of every variant at ``b0``; where variants have their own eta,
+        one number would be wrong for some, so the label says so."""
+        if any(self.variant_eta(optimizer) != self.eta for optimizer in self.optimizers):
+            return "first step: the variant's eta/√b0"
+        return f"first step {format(self.initial_step(b0), spec)}"
 
 
 def _ordered(values: Iterable, preferred: Iterable = ()) -> list:

@@ -84,7 +84,7 @@ def plot_reward_curves(report: Report, path: Path) -> None:
                 if group is not None:
                     _plot_group_curves(ax, group, report.grids[env], colors[name], _curve_label(name, group))
             prefix = f"{env}\n" if len(report.envs) > 1 else ""
-            ax.set_title(f"{prefix}b0 = {report.b0_label(b0)}   (first step η/√b0 = {report.initial_step(b0):.3g})",
+            ax.set_title(f"{prefix}b0 = {report.b0_label(b0)}   ({report.first_step_text(b0)})",
                          fontsize=10)
             ax.set_xlabel("env steps")
             if col == 0:
@@ -130,7 +130,8 @@ def plot_robustness(report: Report, path: Path) -> None:
             _plot_against_b0(ax, report, env, key, colors)
             ax.set_xscale("log")
             ax.set_xticks(report.b0s)
-            ax.set_xticklabels([f"{report.b0_label(b)}\n({report.initial_step(b):.2g})" for b in report.b0s],
+            ax.set_xticklabels([f"{report.b0_label(b)}\n({report.first_step_text(b, '.2g').split()[-1]})"
+                                for b in report.b0s],
                                fontsize=8)
             ax.minorticks_off()
             ax.set_xlabel("b0   (first step η/√b0)")
@@ -178,7 +179,7 @@ def plot_step_sizes(report: Report, path: Path) -> None:
             ax = axes[row, col]
             _plot_step_sizes(ax, report, env, b0, colors)
             prefix = f"{env}\n" if len(report.envs) > 1 else ""
-            ax.set_title(f"{prefix}b0 = {report.b0_label(b0)}   (first step {report.initial_step(b0):.3g})",
+            ax.set_title(f"{prefix}b0 = {report.b0_label(b0)}   ({report.first_step_text(b0)})",
                          fontsize=10)
             ax.set_xlabel("env steps")
             if col == 0:

@@ -60,7 +60,7 @@ def tensorboard_scalars(report: Report) -> dict[str, dict[str, list[tuple[int, f
             runs.setdefault(optimizer, {})[name] = points
 
     for g in report.groups:
-        grid, first = report.grids[g.env], report.initial_step(g.b0)
+        grid, first = report.grids[g.env], report.initial_step(g.b0, g.optimizer)
         if g.used:
             add(g.optimizer, tag("eval_return", report, g.env, g.b0), grid, g.curve)
             add(g.optimizer, tag("eval_return_ci", report, g.env, g.b0, "low"), grid, g.curve_low)
@@ -98,7 +98,7 @@ def custom_scalars_layout(report: Report, scalars: dict[str, dict[str, list]] | 
     for env in report.envs:
         for b0 in report.b0s:
             where = f"{env} " if len(report.envs) > 1 else ""
-            title = f"{where}b0={report.b0_label(b0)} (first step {report.initial_step(b0):.3g})"
+            title = f"{where}b0={report.b0_label(b0)} ({report.first_step_text(b0)})"
             multiline(returns, f"eval return, {report.statistic} over seeds: {title}", tag("eval_return", report,
                                                                                             env, b0))
             multiline(training, f"training-episode return, {report.statistic} over seeds: {title}",

@@ -35,7 +35,8 @@ def summary_rows(report: Report) -> list[dict[str, Any]]:
     rows = []
     for g in report.groups:
         rows.append(dict(
-            env=g.env, optimizer=g.optimizer, schedule=g.schedule, b0=g.b0, initial_step=report.initial_step(g.b0),
+            env=g.env, optimizer=g.optimizer, schedule=g.schedule, b0=g.b0,
+            initial_step=report.initial_step(g.b0, g.optimizer),
             n_seeds=len(g.runs), n_used=len(g.used), n_finished=g.count("finished"), n_diverged=g.n_diverged,
             n_failed=g.count("failed"), n_interrupted=g.count("interrupted"), n_not_run=g.count("not run"),
             statistic=g.statistic, final_iqm=g.final["iqm"], final_mean=g.final["mean"],
@@ -172,8 +173,8 @@ def verdicts(report: Report, challengers: Sequence[str] | None = None,
                         parts.append(_phrase(mine, theirs))
             if parts:
                 env_text = f"{env}, " if len(report.envs) > 1 else ""
-                sentences.append(f"At {env_text}b0={report.b0_label(b0)} (first step "
-                                 f"{report.initial_step(b0):.3g}): " + "; ".join(parts) + ".")
+                sentences.append(f"At {env_text}b0={report.b0_label(b0)} ({report.first_step_text(b0)}): "
+                                 + "; ".join(parts) + ".")
     return sentences
 
 
@@ -313,9 +314,10 @@ def _table(report: Report) -> list[str]:
               "AUC 95% CI", "actor growth / b0", "critic growth / b0", "≡ fixed step"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for g in report.groups:
-        cells = [g.env, g.optimizer, report.b0_label(g.b0), f"{report.initial_step(g.b0):.3g}", str(len(g.runs)),
-                 str(len(g.used)), str(g.n_diverged), "/".join(str(g.count(s)) for s in MISSING_STATUSES),
-                 _num(g.final['iqm']), _num(g.final['mean']), _ci(g.final),
+        cells = [g.env, g.optimizer, report.b0_label(g.b0), f"{report.initial_step(g.b0, g.optimizer):.3g}",
+                 str(len(g.runs)), str(len(g.used)), str(g.n_diverged),
+                 "/".join(str(g.count(s)) for s in MISSING_STATUSES), _num(g.final['iqm']), _num(g.final['mean']),
+                 _ci(g.final),
                  _num(g.auc.get(g.statistic.lower(), math.nan)), _ci(g.auc), _growth(g.actor_growth),
                  _growth(g.critic_growth), _flag(g)]
         lines.append("| " + " | ".join(cells) + " |")

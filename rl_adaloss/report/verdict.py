@@ -139,8 +139,8 @@ def first_step(report: Report, group: Group) -> float:
     rule = rule_class(group.schedule)
     b0s = [run.actor_b0 for run in group.runs if math.isfinite(run.actor_b0)]
     if hasattr(rule, "initial_step") and b0s:
-        return float(rule.initial_step(report.eta, b0s[0]))
-    return report.initial_step(group.b0)
+        return float(rule.initial_step(report.variant_eta(group.optimizer), b0s[0]))
+    return report.initial_step(group.b0, group.optimizer)
 
 
 def cells(report: Report, mean_ci: MeanCI) -> list[Cell]:

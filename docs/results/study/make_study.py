@@ -7,9 +7,10 @@ For each study sweep (and the bullet budget probe) found under RUNS_DIR (each al
 ``docs/results/study/<sweep>/``; then write
 
 * ``verdict_matrix.md`` / ``.csv``: every env's verdict rows (``verdict.csv`` of each b0 sweep) in one table;
-* ``alpha_vs_lr.md`` / ``.csv``: where the tuning burden goes. AdamLoss (joint layout, raw rewards) at a too-large
-  first step (1) over four decades of alpha (the ``*_alpha`` sweeps), beside Adam (raw rewards) over the b0 sweep's
-  learning rates: the mean final return of each setting with its 95% CI, and the spread (max - min of the means).
+* ``tuning_burden.md`` / ``.csv``: where the tuning burden goes. AdamLoss (joint layout, raw rewards) at a too-large
+  first step (1) over four decades of alpha (the ``*_alpha`` sweeps), and from b0 = 1 over four decades of eta (the
+  ``*_eta`` sweeps), beside Adam (raw rewards) over the b0 sweep's learning rates: the mean final return of each
+  setting with its 95% CI, and the spread (max - min of the means).
 
 Nothing here is typed in: every number comes from the sweeps' CSVs.
 """
@@ -17,6 +18,7 @@ Nothing here is typed in: every number comes from the sweeps' CSVs.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 import statistics
@@ -25,7 +27,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 STUDIES = ["study_pendulum", "study_cartpole_swingup", "study_bullet_swingup"]
-ALPHA = {"study_pendulum": "study_pendulum_alpha", "study_cartpole_swingup": "study_cartpole_swingup_alpha"}
+#: Per b0 sweep, its knob sweeps: (sweep, the variants' name prefix, what the table calls the knob).
+KNOBS = {"study_pendulum": [("study_pendulum_alpha", "alpha-", "AdamLoss joint, raw rewards, first step 1: alpha"),
+                            ("study_pendulum_eta", "eta-", "AdamLoss joint, raw rewards, b0 = 1: eta = first step")],
+         "study_cartpole_swingup": [("study_cartpole_swingup_alpha", "alpha-",
+                                     "AdamLoss joint, raw rewards, first step 1: alpha")]}
 #: Sweeps copied as they are, outside the two tables: the budget probe on the paper's task.
 PROBES = ["study_bullet_swingup_long"]
 REPORT_FILES = ["reward_curves.png", "robustness.png", "step_sizes.png", "accumulator_growth.png",
@@ -58,7 +64,7 @@ def fmt(value: str, digits: int = 4) -> str:
 
 def collect(runs: Path) -> list[str]:
     found = []
-    for name in STUDIES + list(ALPHA.values()) + PROBES:
+    for name in STUDIES + [knob[0] for knobs in KNOBS.values() for knob in knobs] + PROBES:
         source = runs / name
         if not (source / "verdict.csv").is_file():
             continue
@@ -95,18 +101,22 @@ def verdict_matrix(found: list[str]) -> None:
     (HERE / "verdict_matrix.md").write_text("\n".join(lines) + "\n")
 
 
-def alpha_vs_lr(found: list[str]) -> None:
+def tuning_burden(found: list[str]) -> None:
     out = []
-    for study, alpha_sweep in ALPHA.items():
-        if study not in found or alpha_sweep not in found:
+    for study, knobs in KNOBS.items():
+        if study not in found or not any(knob[0] in found for knob in knobs):
             continue
         adam = [dict(r, value=r["initial_step"], step=r["initial_step"])
                 for r in read_csv(HERE / study / "summary.csv") if r["optimizer"] == "raw/adam"]
-        settled = settled_steps(HERE / alpha_sweep / "diagnostics.csv")
-        loss = sorted((dict(r, value=r["optimizer"].replace("alpha-", ""), step=f"{settled[r['optimizer']]:.2g}")
-                       for r in read_csv(HERE / alpha_sweep / "summary.csv")), key=lambda r: float(r["value"]))
-        for setting, rows in (("Adam, raw rewards: lr = first step", adam),
-                              ("AdamLoss joint, raw rewards, first step 1: alpha", loss)):
+        settings = [("Adam, raw rewards: lr = first step", adam)]
+        for sweep, prefix, label in knobs:
+            if sweep not in found:
+                continue
+            settled = settled_steps(HERE / sweep / "diagnostics.csv")
+            rows = [dict(r, value=r["optimizer"].removeprefix(prefix), step=f"{settled[r['optimizer']]:.2g}")
+                    for r in read_csv(HERE / sweep / "summary.csv")]
+            settings.append((label, sorted(rows, key=lambda r: float(r["value"]))))
+        for setting, rows in settings:
             means = [float(r["final_mean"]) for r in rows]
             for r in rows:
                 out.append(dict(env=r["env"], setting=setting, value=r["value"], step=r["step"],
@@ -115,11 +125,13 @@ def alpha_vs_lr(found: list[str]) -> None:
                                 spread=max(means) - min(means), n_seeds=r["n_used"]))
     columns = ["env", "setting", "value", "step", "final_mean", "final_ci_low", "final_ci_high", "auc_mean", "spread",
                "n_seeds"]
-    write_csv(HERE / "alpha_vs_lr.csv", out, columns)
-    lines = ["# Where the tuning burden goes: AdamLoss over alpha beside Adam over lr", "",
+    write_csv(HERE / "tuning_burden.csv", out, columns)
+    lines = ["# Where the tuning burden goes: AdamLoss over alpha and eta beside Adam over lr", "",
              "Generated by `make_study.py`. AdamLoss (joint layout, raw rewards) starts from a first step of 1 "
-             "(b0 = 1, eta = 1) and its alpha goes over four decades; Adam (raw rewards) runs at each learning rate "
-             "of the b0 sweep. *Spread*: the largest minus the smallest mean final return over that knob's values.",
+             "(b0 = 1, eta = 1) and its alpha goes over four decades; or it starts from b0 = 1 (alpha = 1) and its "
+             "eta, which is then its first step, goes over four decades. Adam (raw rewards) runs at each learning "
+             "rate of the b0 sweep. *Spread*: the largest minus the smallest mean final return over that knob's "
+             "values.",
              "*Step at the end*: Adam's lr; for AdamLoss the median over seeds of eta/sqrt(b_T), the step its "
              "accumulator settled at.",
              "",
@@ -129,16 +141,22 @@ def alpha_vs_lr(found: list[str]) -> None:
         lines.append(f"| {r['env']} | {r['setting']} | {r['value']} | {r['step']} | {fmt(r['final_mean'])} "
                      f"[{fmt(r['final_ci_low'])}, {fmt(r['final_ci_high'])}] | {fmt(r['auc_mean'])} | "
                      f"{r['n_seeds']} | {r['spread']:.4g} |")
-    (HERE / "alpha_vs_lr.md").write_text("\n".join(lines) + "\n")
+    (HERE / "tuning_burden.md").write_text("\n".join(lines) + "\n")
 
 
-def settled_steps(diagnostics: Path, eta: float = 1.0) -> dict[str, float]:
-    """Per variant, the median over its runs of eta/sqrt(b_T) = eta/sqrt(b0 + growth): AdamLoss's last step."""
+def settled_steps(diagnostics: Path) -> dict[str, float]:
+    """Per variant, the median over its runs of eta/sqrt(b_T) = eta/sqrt(b0 + growth): AdamLoss's last step, with
+    the variant's own eta where the sweep (its ``sweep.json`` beside the CSV) gives it one."""
+    sweep = json.loads((diagnostics.parent / "sweep.json").read_text())["sweep"]
+
+    def variant_eta(variant: str) -> float:
+        return float(sweep["optimizers"].get(variant, {}).get("eta") or sweep.get("eta", 1.0))
+
     steps: dict[str, list[float]] = {}
     for r in read_csv(diagnostics):
         if r["actor_growth"]:
             b_end = float(r["actor_b0"]) + float(r["actor_growth"])
-            steps.setdefault(r["optimizer"], []).append(eta / math.sqrt(b_end))
+            steps.setdefault(r["optimizer"], []).append(variant_eta(r["optimizer"]) / math.sqrt(b_end))
     return {name: statistics.median(values) for name, values in steps.items()}
 
 
@@ -149,7 +167,7 @@ def main() -> int:
         print(f"make_study: no reported study sweep under {runs}", file=sys.stderr)
         return 2
     verdict_matrix(found)
-    alpha_vs_lr(found)
+    tuning_burden(found)
     print(f"collected {', '.join(found)} into {HERE}")
     return 0
 

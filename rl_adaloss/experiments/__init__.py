@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
 
 import numpy as np
+import torch
 from pydantic import ConfigDict, ValidationError
 
 from rl_adaloss.config import CONFIG_DIR  # the packaged configs, rl_adaloss/configs/<name>.yaml
@@ -47,18 +48,18 @@ class ExperimentSettings(Section):
         """Checks across keys (raise :class:`UsageError`), made once all sources are applied."""
 
 
+#: The rules whose only arguments are lr and b0, by method name.
+_RULES = {"adagradnorm": AdaGradNorm, "sgd": SGDConstant, "gd": SGDConstant, "sgd_decaysqrt": SGDDecaySqrt}
+
+
 def make_optimizer(method: str, params, eta: float, b0: float, alpha: float = 1.0, c: float = 0.0):
     """The :mod:`rl_adaloss.optim` rule ``method`` with step size ``eta / b``; ``gd`` is plain gradient descent
     (``sgd`` with ``b0 = 1``: step ``eta``)."""
     if method == "adaloss":
         return AdaLoss(params, lr=eta, b0=b0, alpha=alpha, c=c)
-    if method == "adagradnorm":
-        return AdaGradNorm(params, lr=eta, b0=b0)
-    if method in ("sgd", "gd"):
-        return SGDConstant(params, lr=eta, b0=b0 if method == "sgd" else 1.0)
-    if method == "sgd_decaysqrt":
-        return SGDDecaySqrt(params, lr=eta, b0=b0)
-    raise ValueError(f"unknown method {method!r}")
+    if method not in _RULES:
+        raise ValueError(f"unknown method {method!r}")
+    return _RULES[method](params, lr=eta, b0=1.0 if method == "gd" else b0)
 
 
 def settled_index(below: np.ndarray) -> int | None:
@@ -69,11 +70,25 @@ def settled_index(below: np.ndarray) -> int | None:
     return int(above[-1]) + 1 if above.size else 0
 
 
+def trainable(start: Any, method: str, eta: float, b0: float, alpha: float = 1.0, c: float = 0.0):
+    """A float64 copy of ``start`` (an array or tensor) with a zero gradient, and the optimizer ``method`` over it:
+    the weights an experiment trains."""
+    w = torch.as_tensor(start, dtype=torch.float64).clone()
+    w.grad = torch.zeros_like(w)
+    return w, make_optimizer(method, [w], eta, b0, alpha, c)
+
+
+def fitted_rate(values: np.ndarray, fit: np.ndarray) -> float:
+    """The per-step factor of ``values``, fitted log-linearly on the steps where ``fit`` holds (nan if under 3)."""
+    steps = np.flatnonzero(fit)
+    if steps.size < 3:
+        return float("nan")
+    return float(math.exp(np.polyfit(steps, np.log(values[steps]), 1)[0]))
+
+
 @contextlib.contextmanager
 def torch_threads(count: int) -> Iterator[None]:
     """Use ``count`` intra-op threads inside the block, then restore the previous setting."""
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
@@ -211,11 +226,7 @@ def subplots(rows: int, columns: int, figsize: tuple[float, float], **options: A
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return f"{value:.4g}"
+        return f"{value:.4g}"  # nan, inf and -inf as such
     return "" if value is None else str(value)
 
 

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
-import torch
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from rl_adaloss.errors import UsageError
@@ -39,12 +38,13 @@ from rl_adaloss.experiments import (
     ExperimentSettings,
     cli,
     csv_text,
-    make_optimizer,
+    fitted_rate,
     markdown_header,
     markdown_table,
     settled_index,
     subplots,
     text_table,
+    trainable,
 )
 from rl_adaloss.io import save_figure, write_atomic
 from rl_adaloss.schema import Positive
@@ -52,12 +52,7 @@ from rl_adaloss.schema import Positive
 NAME = "linreg"
 Method = Literal["adaloss", "adagradnorm", "sgd", "sgd_decaysqrt"]
 METHODS = get_args(Method)
-LABELS = {
-    "adaloss": "AdaLoss",
-    "adagradnorm": "AdaGrad-Norm",
-    "sgd": "SGD-Constant",
-    "sgd_decaysqrt": "SGD-DecaySqrt",
-}
+LABELS = {"adaloss": "AdaLoss", "adagradnorm": "AdaGrad-Norm", "sgd": "SGD-Constant", "sgd_decaysqrt": "SGD-DecaySqrt"}
 #: ||w_t - w*||^2 range over which the GD rate is fitted: past the transient, above float64 round-off.
 FIT_RANGE = (1e-24, 1e-16)
 COLORS = {"adaloss": "C3", "adagradnorm": "C0", "sgd": "C2", "sgd_decaysqrt": "C1"}
@@ -177,10 +172,8 @@ def run_stochastic(X: np.ndarray, y: np.ndarray, method: str, b0: float, *, iter
     the step size stays the optimizer's last one.
     """
     n, d = X.shape
-    w = torch.zeros(d, dtype=torch.float64)
-    w.grad = torch.zeros(d, dtype=torch.float64)
+    w, opt = trainable(np.zeros(d), method, eta, b0, alpha, c)
     w_np, g_np = w.numpy(), w.grad.numpy()  # share memory with the tensors the optimizer updates
-    opt = make_optimizer(method, [w], eta, b0, alpha, c)
     rows = np.random.default_rng(seed).integers(n, size=(iters, batch_size))
 
     def full_loss() -> float:
@@ -243,10 +236,8 @@ def run_gd(X: np.ndarray, y: np.ndarray, w_star: np.ndarray, method: str, b0: fl
            eta: float, alpha: float, max_iters: int, stop_err: float) -> dict[str, np.ndarray]:
     """Full-batch GD on ``1/2 ||Xw - y||^2``. Arrays over ``t = 0..T``: ``b`` (``b_t``, ``b_0 = b0``), ``loss``
     (``F(w_t)``) and ``err`` (``||w_t - w*||^2``). Stops once ``err <= stop_err``."""
-    w = torch.tensor(w0, dtype=torch.float64)
-    w.grad = torch.zeros_like(w)
+    w, opt = trainable(w0, method, eta, b0, alpha)
     w_np, g_np = w.numpy(), w.grad.numpy()
-    opt = make_optimizer(method, [w], eta, b0, alpha)
     bs, losses, errs = [b0], [], []
     for _ in range(max_iters + 1):
         r = X @ w_np - y
@@ -259,11 +250,6 @@ def run_gd(X: np.ndarray, y: np.ndarray, w_star: np.ndarray, method: str, b0: fl
         opt.step(loss=losses[-1])
         bs.append(opt.b[0])
     return dict(b=np.array(bs[:len(losses)]), loss=np.array(losses), err=np.array(errs))
-
-
-def first_index(mask: np.ndarray) -> int | None:
-    hits = np.flatnonzero(mask)
-    return int(hits[0]) if hits.size else None
 
 
 def gd_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]:
@@ -284,18 +270,14 @@ def gd_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]], dict[st
                 run = run_gd(X, y, w_star, method, b0, w_star - dist * u, eta=eta, alpha=s.gd_alpha,
                              max_iters=s.gd_max_iters, stop_err=min(min(eps_list), FIT_RANGE[0]) / 10)
                 curves[(method, frac, dist)] = run
-                n_cross = first_index(run["b"] > critical)
+                crossed = np.flatnonzero(run["b"] > critical)
+                n_cross = int(crossed[0]) if crossed.size else None
                 b_final = float(run["b"][-1])
                 # Fit the asymptotic rate, after the crossing, well past the transient and above round-off.
                 fit = (run["err"] <= FIT_RANGE[1]) & (run["err"] >= FIT_RANGE[0])
                 if n_cross is not None:
                     fit[:n_cross] = False
-                if fit.sum() >= 3:
-                    steps = np.flatnonzero(fit)
-                    slope = np.polyfit(steps, np.log(run["err"][steps]), 1)[0]
-                    rate = float(math.exp(slope))
-                else:
-                    rate = float("nan")
+                rate = fitted_rate(run["err"], fit)
                 predicted = float(np.max((1 - eta * eigs / b_final) ** 2))
                 row = dict(method=method, b0_frac=float(frac), b0=b0, init_dist=float(dist),
                            steps_to_critical=n_cross, b_final=b_final, b_final_over_critical=b_final / critical,

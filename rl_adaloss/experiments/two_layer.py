@@ -40,12 +40,13 @@ from rl_adaloss.experiments import (
     ExperimentSettings,
     cli,
     csv_text,
-    make_optimizer,
+    fitted_rate,
     markdown_header,
     markdown_table,
     settled_index,
     subplots,
     text_table,
+    trainable,
 )
 from rl_adaloss.io import save_figure, write_atomic
 from rl_adaloss.schema import Positive
@@ -171,9 +172,7 @@ def train_gd(X, y, W0, a, method: str, *, eta: float, b0: float = 1.0, alpha: fl
     """Full-batch GD. ``loss[k] = L(W(k))`` for ``k = 0..K``; ``b[k]`` is ``b_k`` (``b_0 = b0``; 1 for plain GD);
     ``eff_lr[k-1]`` is ``opt.effective_lr`` after step ``k``. Stops early if the loss blows up."""
     n = len(y)
-    W = W0.clone()
-    W.grad = torch.zeros_like(W)
-    opt = make_optimizer(method, [W], eta, b0, alpha)
+    W, opt = trainable(W0, method, eta, b0, alpha)
     losses, bs, eff = [], [b0 if method != "gd" else 1.0], []
     diverged = None
     for k in range(iters + 1):
@@ -197,9 +196,7 @@ def train_sgd(X, y, W0, a, method: str, *, eta: float, b0: float, alpha: float, 
               seed: int, blowup: float) -> dict[str, Any]:
     """Minibatch SGD over reshuffled epochs; ``loss[e]`` is the full training loss after ``e`` epochs."""
     n = len(y)
-    W = W0.clone()
-    W.grad = torch.zeros_like(W)
-    opt = make_optimizer(method, [W], eta, b0, alpha)
+    W, opt = trainable(W0, method, eta, b0, alpha)
     g = torch.Generator().manual_seed(10_000 + seed)
     losses = [loss_and_grad(X, y, W, a)[0]]
     diverged = None
@@ -216,15 +213,6 @@ def train_sgd(X, y, W0, a, method: str, *, eta: float, b0: float, alpha: float, 
             diverged = epoch + 1
             break
     return dict(loss=np.array(losses), diverged=diverged, b=eta / opt.effective_lr[0])
-
-
-def fit_rate(loss: np.ndarray, high: float, low: float) -> float:
-    """Per-step factor of the loss, fitted on the steps where ``low <= loss/loss[0] <= high``."""
-    rel = loss / loss[0]
-    steps = np.flatnonzero((rel <= high) & (rel >= low))
-    if steps.size < 3:
-        return float("nan")
-    return float(math.exp(np.polyfit(steps, np.log(loss[steps]), 1)[0]))
 
 
 # -- the parts -----------------------------------------------------------------------------------------------------
@@ -263,15 +251,15 @@ def theorem2(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
                 curves[(m, name, seed)] = run["loss"]
                 divs += run["diverged"] is not None
                 finals.append(run["loss"][-1] / run["loss"][0] if run["diverged"] is None else float("inf"))
-                rates.append(fit_rate(run["loss"], 1e-3, 1e-24)
+                rel = run["loss"] / run["loss"][0]  # the rate is fitted from 1e-3 down to 1e-24 of the start
+                rates.append(fitted_rate(run["loss"], (rel <= 1e-3) & (rel >= 1e-24))
                              if run["diverged"] is None else float("nan"))
                 hits.append(settled_index(run["loss"] <= s.near_zero * run["loss"][0]))
                 flips.append(float(((X @ run["W"] >= 0) != (X @ W0 >= 0)).double().mean()))
                 moves.append(float((run["W"] - W0).norm() / W0.norm()))
             predicted = float(np.max((1 - eta * eig) ** 2))
-            reached = [h for h in hits if h is not None]
             rows.append(dict(part="thm2", m=m, step=name, eta=eta, final_loss_rel=float(np.mean(finals)),
-                             iters_to_near_zero=max(reached) if len(reached) == len(hits) else None,
+                             iters_to_near_zero=max(hits) if None not in hits else None,
                              rate_fitted=float(np.nanmean(rates)) if not all(map(math.isnan, rates)) else float("nan"),
                              rate_predicted=predicted,
                              iters_predicted=(math.log(1 / s.near_zero) / -math.log(predicted)
@@ -343,7 +331,7 @@ def figure6(s, X, y, log) -> tuple[list[dict[str, Any]], dict]:
             # Geometric mean over seeds (losses span many decades), floored at 1e-30 relative.
             gm = float(np.exp(np.mean(np.log(np.maximum(per_seed, 1e-30)))))
             # Epochs until the loss is near zero: the slowest seed (None if a seed never got there).
-            epochs = max(hits) if all(h is not None for h in hits) else None
+            epochs = max(hits) if None not in hits else None
             finals[(method, alpha)] = (epochs, gm)
             rows.append(dict(part="fig6", method=method, alpha=alpha, b0=b0, epochs_to_near_zero=epochs,
                              final_loss_rel_gmean=gm, final_loss_rel_max=float(np.max(per_seed)),
@@ -401,15 +389,14 @@ def plot_thm3(curves, rows, s, path: Path) -> None:
     from matplotlib import colormaps
 
     fig, axes = subplots(1, 2, figsize=(9, 3.4))
-    keys = [k for k in curves if k[3] == 0]
     styles = ["-", "--", ":", "-."]
-    for method, alpha, b0, _ in keys:
-        run = curves[(method, alpha, b0, 0)]
+    for (method, alpha, b0, seed), run in curves.items():
+        if seed:
+            continue
         color = COLORS[method] if method == "adagradnorm" else colormaps["autumn"](
             s.thm3_alphas.index(alpha) / max(1, len(s.thm3_alphas)))
         ls = styles[s.thm3_b0s.index(b0) % len(styles)]
-        label = f"{LABELS[method]}{'' if alpha is None else f' a={alpha:g}'} b0={b0:g}"
-        axes[0].plot(run["loss"] / run["loss"][0], color=color, ls=ls, label=label)
+        axes[0].plot(run["loss"] / run["loss"][0], color=color, ls=ls, label=f"{fig6_label(method, alpha)} b0={b0:g}")
         axes[1].plot(run["b"], color=color, ls=ls)
     critical = rows[0]["critical"]
     axes[1].axhline(critical, color="k", lw=1, ls="--", label="η(λ₀+‖H∞‖)/2")

@@ -182,21 +182,17 @@ class TrainConfig(Section):
 
 # -- checks that need more than a type ---------------------------------------------------------------------------
 
+#: An optimizer argument's default as the config holds it, by its type (torch's weight_decay=0 is a number, not a
+#: count); ``self`` and ``params`` have no default, and keyword-only arguments (torch's ``fused``) are not settings.
+_PLAIN = {tuple: list, bool: bool, int: float, float: float}
+
+
 def optimizer_arguments(name: str) -> dict[str, Any]:
     """The keyword arguments (with defaults) that optimizer ``name`` takes, read off its constructor: numbers,
     booleans and tuples (as lists) only, so that the section is plain YAML."""
-    arguments = {}
-    for key, param in inspect.signature(OPTIMIZERS[name].__init__).parameters.items():
-        default = param.default
-        if key in ("self", "params") or param.kind is not param.POSITIONAL_OR_KEYWORD:
-            continue
-        if isinstance(default, tuple):
-            arguments[key] = list(default)
-        elif isinstance(default, bool):
-            arguments[key] = default
-        elif isinstance(default, (int, float)):
-            arguments[key] = float(default)  # torch's weight_decay=0 is a number, not a count
-    return arguments
+    parameters = inspect.signature(OPTIMIZERS[name].__init__).parameters.values()
+    return {p.name: _PLAIN[type(p.default)](p.default) for p in parameters
+            if p.kind is p.POSITIONAL_OR_KEYWORD and type(p.default) in _PLAIN}
 
 
 def argument_docs(cls: type) -> dict[str, str]:

@@ -85,10 +85,8 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """``update`` over ``base``, recursively for mappings; neither is modified."""
     merged = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = merge(merged[key], value) if both else value
     return merged
 
 
@@ -122,13 +120,6 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
             raise UsageError(f"{dotted}: {'.'.join(parts[:i + 1])} is not a section")
         node = child
     node[parts[-1]] = value
-
-
-def apply_overrides(tree: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    for item in overrides or []:
-        key, value = parse_override(item)
-        set_dotted(tree, key, value)
-    return tree
 
 
 # -- validation ----------------------------------------------------------------------------------------------------

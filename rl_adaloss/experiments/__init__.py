@@ -15,13 +15,12 @@ tables both experiments use.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
 
@@ -32,7 +31,7 @@ from pydantic import ConfigDict, ValidationError
 from rl_adaloss.config import CONFIG_DIR  # the packaged configs, rl_adaloss/configs/<name>.yaml
 from rl_adaloss.errors import UsageError, exit_on_usage_error
 from rl_adaloss.optim import AdaGradNorm, AdaLoss, SGDConstant, SGDDecaySqrt
-from rl_adaloss.schema import Section, apply_overrides, describe, error_line, read_yaml, yaml_value
+from rl_adaloss.schema import Section, describe, error_line, parse_override, read_yaml, yaml_value
 
 S = TypeVar("S", bound="ExperimentSettings")
 
@@ -84,17 +83,6 @@ def fitted_rate(values: np.ndarray, fit: np.ndarray) -> float:
     if steps.size < 3:
         return float("nan")
     return float(math.exp(np.polyfit(steps, np.log(values[steps]), 1)[0]))
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Use ``count`` intra-op threads inside the block, then restore the previous setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # -- the command line ----------------------------------------------------------------------------------------------
@@ -149,8 +137,12 @@ def cli(model: type[S], name: str, description: str, run: Callable[[S, Path, boo
         start = time.perf_counter()
         log = (lambda line: None) if args.quick else (lambda line: print(line, file=sys.stderr))
         args.out.mkdir(parents=True, exist_ok=True)
-        with torch_threads(1):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # for the run only: the caller (a test) keeps its own setting
+        try:
             written = run(settings, args.out, args.quick, log)
+        finally:
+            torch.set_num_threads(threads)
         print(f"Wrote {args.out}/{', '.join(written)} in {time.perf_counter() - start:.1f} s")
         return 0
 
@@ -199,7 +191,7 @@ def resolve(model: type[S], args: argparse.Namespace) -> S:
              for key, field in model.model_fields.items() if getattr(args, key) is not None}
     file = f"{args.config}: "
     for update, source, prefix in (({}, file, ""), (quick if args.quick else {}, file, "quick."),
-                                   (apply_overrides({}, args.overrides), "", ""), (flags, "", "--")):
+                                   (dict(map(parse_override, args.overrides)), "", ""), (flags, "", "--")):
         values.update(update)
         settings = _validated(model, values, source, prefix)
     settings.check()

@@ -204,17 +204,16 @@ def run_stochastic(X: np.ndarray, y: np.ndarray, method: str, b0: float, *, iter
                 optimizer=opt)
 
 
-def stochastic_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """All (method, b0, seed) runs; returns the CSV rows (one per method, b0, window) and raw curves for plots."""
+def stochastic_experiment(s: Settings, log=print) -> list[dict[str, Any]]:
+    """All (method, b0, seed) runs; returns the CSV rows (one per method, b0, window)."""
     X, y, _ = make_problem(s.n, s.d, s.col_scale_min, s.data_seed)
-    rows, curves = [], {}
+    rows = []
     for method in s.methods:
         for b0 in s.b0_grid:
             runs = [run_stochastic(X, y, method, b0, iters=s.iters, batch_size=s.batch_size, eta=s.eta,
                                    alpha=s.alpha, c=s.c, seed=seed, blowup=s.blowup)
                     for seed in range(s.seeds)]
             n_div = sum(r["diverged"] is not None for r in runs)
-            curves[(method, b0)] = runs
             for first, last in s.windows:
                 per_seed = [float(np.mean(r["loss"][first - 1:last])) for r in runs]
                 eff = [float(np.mean(r["eff_lr"][first - 1:last])) for r in runs]
@@ -226,7 +225,7 @@ def stochastic_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]],
                 ))
             log(f"  {LABELS[method]:<14} b0={b0:<8g} last-window loss {rows[-1]['loss_mean']:.3g}"
                 f"  eff lr {rows[-1]['eff_lr_mean']:.3g}  diverged {n_div}/{len(runs)}")
-    return rows, curves
+    return rows
 
 
 # -- deterministic runs ------------------------------------------------------------------------------------------
@@ -376,7 +375,7 @@ def summarize(rows, s) -> dict[str, Any]:
 
 
 def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list[str]:
-    rows, _ = stochastic_experiment(s, log=log)
+    rows = stochastic_experiment(s, log=log)
     gd_rows, gd_curves, constants = gd_experiment(s, log=log)
     summary = summarize(rows, s)
     plot_stochastic(rows, s, out / "linreg.png")

@@ -53,7 +53,6 @@ from rl_adaloss.schema import Positive
 
 NAME = "two_layer"
 LABELS = {"adaloss": "AdaLoss", "adagradnorm": "AdaGrad-Norm", "gd": "GD (constant step)"}
-COLORS = {"adaloss": "C3", "adagradnorm": "C0"}
 
 
 class Settings(ExperimentSettings):
@@ -150,18 +149,12 @@ def init_network(d: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
     return W, a
 
 
-def forward(X: torch.Tensor, W: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pre-activations ``Z = X W`` and outputs ``u = ReLU(Z) a / sqrt(m)``."""
-    Z = X @ W
-    return Z, torch.relu(Z) @ a / math.sqrt(W.shape[1])
-
-
 def loss_and_grad(X: torch.Tensor, y: torch.Tensor, W: torch.Tensor, a: torch.Tensor,
                   scale: float = 1.0) -> tuple[float, float, torch.Tensor]:
     """``scale * 1/2 ||y - u||^2``, ``scale * ||y - u||^2`` and the gradient of the first with respect to ``W``:
     ``dL/dw_r = scale * (1/sqrt(m)) a_r sum_i (u_i - y_i) 1{w_r^T x_i > 0} x_i``."""
-    Z, u = forward(X, W, a)
-    r = u - y
+    Z = X @ W  # pre-activations; the outputs are u = ReLU(Z) a / sqrt(m)
+    r = torch.relu(Z) @ a / math.sqrt(W.shape[1]) - y
     sq = float(r @ r)
     grad = X.T @ ((Z > 0).to(X.dtype) * (r[:, None] * a[None, :])) * (scale / math.sqrt(W.shape[1]))
     return 0.5 * scale * sq, scale * sq, grad
@@ -306,8 +299,15 @@ def fig6_methods(s) -> list[tuple[str, float | None]]:
     return [("adagradnorm", None)] + [("adaloss", alpha) for alpha in s.fig6_alphas]
 
 
-def fig6_label(method: str, alpha: float | None) -> str:
+def method_label(method: str, alpha: float | None) -> str:
     return LABELS[method] + ("" if alpha is None else f" a={alpha:g}")
+
+
+def method_color(method: str, alpha: float | None, alphas: list[float]) -> Any:
+    """AdaGrad-Norm's color, or AdaLoss's for ``alpha`` (one of ``alphas``) on the autumn colormap."""
+    from matplotlib import colormaps
+
+    return "C0" if method == "adagradnorm" else colormaps["autumn"](alphas.index(alpha) / max(1, len(alphas)))
 
 
 def figure6(s, X, y, log) -> tuple[list[dict[str, Any]], dict]:
@@ -346,7 +346,7 @@ def figure6(s, X, y, log) -> tuple[list[dict[str, Any]], dict]:
                 else:
                     r["holds"] = bool(mine <= 10 * base)
         log(f"  fig6 b0={b0:<6g} epochs to near-zero, final/initial loss: " + ", ".join(
-            f"{fig6_label(*k)} {v[0]} {v[1]:.3g}" for k, v in finals.items()))
+            f"{method_label(*k)} {v[0]} {v[1]:.3g}" for k, v in finals.items()))
     return rows, curves
 
 
@@ -386,17 +386,14 @@ def plot_thm2(curves, rows, s, path: Path) -> None:
 
 
 def plot_thm3(curves, rows, s, path: Path) -> None:
-    from matplotlib import colormaps
-
     fig, axes = subplots(1, 2, figsize=(9, 3.4))
     styles = ["-", "--", ":", "-."]
     for (method, alpha, b0, seed), run in curves.items():
         if seed:
             continue
-        color = COLORS[method] if method == "adagradnorm" else colormaps["autumn"](
-            s.thm3_alphas.index(alpha) / max(1, len(s.thm3_alphas)))
+        color = method_color(method, alpha, s.thm3_alphas)
         ls = styles[s.thm3_b0s.index(b0) % len(styles)]
-        axes[0].plot(run["loss"] / run["loss"][0], color=color, ls=ls, label=f"{fig6_label(method, alpha)} b0={b0:g}")
+        axes[0].plot(run["loss"] / run["loss"][0], color=color, ls=ls, label=f"{method_label(method, alpha)} b0={b0:g}")
         axes[1].plot(run["b"], color=color, ls=ls)
     critical = rows[0]["critical"]
     axes[1].axhline(critical, color="k", lw=1, ls="--", label="η(λ₀+‖H∞‖)/2")
@@ -414,12 +411,9 @@ def plot_thm3(curves, rows, s, path: Path) -> None:
 
 
 def plot_fig6(curves, rows, s, path: Path) -> None:
-    from matplotlib import colormaps
-
     grid = s.fig6_b0_grid
     methods = fig6_methods(s)
-    colors = {m: (COLORS["adagradnorm"] if m[0] == "adagradnorm" else colormaps["autumn"](
-        s.fig6_alphas.index(m[1]) / max(1, len(s.fig6_alphas)))) for m in methods}
+    colors = {m: method_color(*m, s.fig6_alphas) for m in methods}
     fig, axes = subplots(1, len(grid) + 1, figsize=(2.6 * (len(grid) + 1), 3.0), squeeze=False)
     for j, b0 in enumerate(grid):
         ax = axes[0, j]
@@ -427,7 +421,7 @@ def plot_fig6(curves, rows, s, path: Path) -> None:
             for seed in range(s.seeds):
                 loss = curves[(method, alpha, b0, seed)]
                 ax.plot(loss / loss[0], color=colors[(method, alpha)], alpha=0.8, lw=1,
-                        label=fig6_label(method, alpha) if seed == 0 else None)
+                        label=method_label(method, alpha) if seed == 0 else None)
         ax.set(yscale="log", xlabel="epoch", title=f"b₀={b0:g}", ylim=(1e-32, 1e3))
     axes[0, 0].set_ylabel("L / L(0) (SGD)")
     axes[0, 0].legend(fontsize=6)

@@ -44,15 +44,12 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that reads ``1e6`` and ``1.0e+6`` as floats (YAML 1.2), where YAML 1.1 reads strings."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                  |[-+]?\.(?:inf|Inf|INF)
-                  |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""
+    ^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
 
 
 def load_yaml_text(text: str) -> Any:
@@ -153,8 +150,7 @@ def _section_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def error_line(error: ValidationError, prefix: str = "", model: type[BaseModel] | None = None,
-               label: str = "") -> str:
+def error_line(error: ValidationError, prefix: str = "", model: type[BaseModel] | None = None, label: str = "") -> str:
     """The first error of ``error`` as ``key: expected ..., got ...``."""
     first = error.errors(include_url=False)[0]
     where = _dotted(first["loc"], prefix) or prefix.rstrip(".") or "config"

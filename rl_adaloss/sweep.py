@@ -124,8 +124,7 @@ class SweepConfig(Section):
     eta: float = Field(1.0, gt=0, description="base step size: every run's first step is eta/sqrt(b0)")
     b0: list[Positive] = Field(min_length=1, description="initial accumulators (AdamLoss's unsquared b0)")
     seeds: list[int] = Field(min_length=1, description="seeds of every grid point")
-    optimizers: dict[FolderName, Variant] = Field(min_length=1, description="named variants: a rule plus how it is "
-                                                                            "wired")
+    optimizers: dict[FolderName, Variant] = Field(min_length=1, description="named variants: a rule plus its wiring")
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted keys set in every run")
     conditions: dict[FolderName, dict[str, Any]] | None = Field(
         None, description="named sets of dotted keys (a grid over any key): every variant runs under every "
@@ -243,8 +242,7 @@ TICK_S = 5.0
 
 
 def point_status(point: GridPoint) -> str | None:
-    result = read_result(point.run_dir)
-    return result["status"] if result else None
+    return (read_result(point.run_dir) or {}).get("status")
 
 
 @contextmanager
@@ -604,8 +602,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Run a grid of initial step sizes (b0) x optimizers x seeds, in parallel, resumably; then "
                     "write the comparison report (figures, tables, TensorBoard dashboard).",
         epilog="Re-running the same command skips finished and diverged runs, resumes interrupted ones from their "
-               "checkpoints and retries failed ones. See them live: tensorboard --logdir runs/<name>.",
-    )
+               "checkpoints and retries failed ones. See them live: tensorboard --logdir runs/<name>.")
     parser.add_argument("--config", type=Path, default=Path("sweep_pendulum"),
                         help="sweep config file, or a shipped one's name (default: sweep_pendulum)")
     parser.add_argument("--quick", action="store_true",
@@ -668,8 +665,7 @@ def _main(argv: list[str] | None) -> int:
 
     sweep_dir = args.out_dir / sweep["name"]
     print(f"sweep {sweep['name']}: {len(points)} runs, {args.workers} workers, backend {args.backend}, "
-          f"engine {args.engine}; "
-          f"tensorboard --logdir {sweep_dir}", file=sys.stderr)
+          f"engine {args.engine}; tensorboard --logdir {sweep_dir}", file=sys.stderr)
     started = time.perf_counter()
     try:
         with sigterm_as_interrupt():

@@ -230,21 +230,21 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (repr(v) if isinstance(v, float) else ("" if v is None else v)) for k, v in row.items()})
+    writer.writerows({k: repr(v) if isinstance(v, float) else v for k, v in row.items()} for row in rows)  # None: ""
     return buffer.getvalue()
 
 
-def _cells(rows: list[dict[str, Any]], columns: Sequence[str] | None) -> tuple[list[str], list[list[str]]]:
+def _cells(rows: list[dict[str, Any]], columns: Sequence[str] | None) -> list[list[str]]:
+    """The header (``columns``, or the first row's keys), then each row's cells."""
     columns = list(columns or rows[0])
-    return columns, [[_cell(row.get(c)) for c in columns] for row in rows]
+    return [columns] + [[_cell(row.get(c)) for c in columns] for row in rows]
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """Rows as a GitHub markdown table, floats with 4 significant digits."""
     if not rows:
         return "(no rows)\n"
-    columns, cells = _cells(rows, columns)
+    columns, *cells = _cells(rows, columns)
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells]) + "\n"
 
@@ -253,8 +253,6 @@ def text_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None)
     """Rows as a plain aligned table for the terminal."""
     if not rows:
         return "(no rows)\n"
-    columns, cells = _cells(rows, columns)
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    out = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-    out += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-    return "\n".join(out) + "\n"
+    table = _cells(rows, columns)
+    widths = [max(map(len, column)) for column in zip(*table)]
+    return "".join("  ".join(cell.rjust(w) for cell, w in zip(cells, widths)) + "\n" for cells in table)

@@ -221,8 +221,7 @@ def stochastic_experiment(s: Settings, log=print) -> list[dict[str, Any]]:
                     method=method, b0=float(b0), window=f"{first}-{last}", loss_mean=float(np.mean(per_seed)),
                     loss_min=float(np.min(per_seed)), loss_max=float(np.max(per_seed)),
                     rel_loss_mean=float(np.mean([p / r["loss0"] for p, r in zip(per_seed, runs)])),
-                    eff_lr_mean=float(np.mean(eff)), diverged_seeds=n_div, seeds=len(runs),
-                ))
+                    eff_lr_mean=float(np.mean(eff)), diverged_seeds=n_div, seeds=len(runs)))
             log(f"  {LABELS[method]:<14} b0={b0:<8g} last-window loss {rows[-1]['loss_mean']:.3g}"
                 f"  eff lr {rows[-1]['eff_lr_mean']:.3g}  diverged {n_div}/{len(runs)}")
     return rows
@@ -392,19 +391,15 @@ def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list
         md += [f"\n### Window {window}: loss\n", markdown_table(matrix_rows(rows, s, window, "loss_mean")),
                f"\n### Window {window}: effective step size\n",
                markdown_table(matrix_rows(rows, s, window, "eff_lr_mean"))]
-    md += ["\n### Summary (last window)\n",
-           "\n".join(f"- `{k}`: {v}" for k, v in summary.items()) + "\n",
+    md += ["\n### Summary (last window)\n", "\n".join(f"- `{k}`: {v}" for k, v in summary.items()) + "\n",
            "\n## Deterministic setting (Lemma 1, Theorem 1)\n",
-           f"F(w) = ||Xw - y||^2/2, lambda_1 = {constants['lambda_1']:.6g} (largest eigenvalue of X^T X), "
-           f"lambda_min = {constants['lambda_min']:.6g}, eta = {constants['eta']:g}, critical value "
-           f"eta*lambda_1/2 = {constants['critical']:.6g}. `steps_to_critical`: first t with b_t > eta*lambda_1/2; "
-           "`T(eps=...)`: first t from which ||w_t - w*||^2 <= eps holds for good; "
-           "`rate_fitted`: per-step factor of ||w_t - w*||^2 "
-           "fitted after the crossing, where 1e-16 >= ||w_t - w*||^2 >= 1e-24; "
-           "`rate_predicted`: max_i (1 - eta*lambda_i/b_final)^2; "
-           "`old_estimate_steps_to_critical`: ((eta*lambda_1)^2 - 4 b0^2)/eps for the smallest eps, the count the "
-           "pre-Theorem-1 analysis allows.\n\n",
-           markdown_table(gd_rows)]
+           f"F(w) = ||Xw - y||^2/2, lambda_1 = {constants['lambda_1']:.6g} (largest eigenvalue of X^T X), lambda_min "
+           f"= {constants['lambda_min']:.6g}, eta = {constants['eta']:g}, critical value eta*lambda_1/2 = "
+           f"{constants['critical']:.6g}. `steps_to_critical`: first t with b_t > eta*lambda_1/2; `T(eps=...)`: first "
+           "t from which ||w_t - w*||^2 <= eps holds for good; `rate_fitted`: per-step factor of ||w_t - w*||^2 "
+           "fitted after the crossing, where 1e-16 >= ||w_t - w*||^2 >= 1e-24; `rate_predicted`: max_i (1 - "
+           "eta*lambda_i/b_final)^2; `old_estimate_steps_to_critical`: ((eta*lambda_1)^2 - 4 b0^2)/eps for the "
+           "smallest eps, the count the pre-Theorem-1 analysis allows.\n\n", markdown_table(gd_rows)]
     write_atomic(out / "linreg.md", "".join(md))
 
     # The terminal summary: the last window as a method x b0 table, then the GD counts.

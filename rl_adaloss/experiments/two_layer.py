@@ -214,8 +214,7 @@ def train_sgd(X, y, W0, a, method: str, *, eta: float, b0: float, alpha: float, 
 def figure5(s, log) -> list[dict[str, Any]]:
     rows = []
     d = s.fig5_d
-    for family, rho in ((f"nearly orthogonal (d={d})", 0.0), (f"correlated (rho={s.fig5_rho:g}, d={d})",
-                                                               s.fig5_rho)):
+    for family, rho in ((f"nearly orthogonal (d={d})", 0.0), (f"correlated (rho={s.fig5_rho:g}, d={d})", s.fig5_rho)):
         for n in s.fig5_ns:
             norms, lam0s = [], []
             for k in range(s.fig5_seeds):
@@ -431,8 +430,7 @@ def plot_fig6(curves, rows, s, path: Path) -> None:
         ax.plot([r["b0"] for r in sel], [max(r["final_loss_rel_gmean"], 1e-30) for r in sel], "o-",
                 color=colors[(method, alpha)], ms=4)
     ax.set(xscale="log", yscale="log", xlabel="b₀", title=f"after {s.fig6_epochs} epochs")
-    fig.suptitle(f"Two-layer net, SGD with batch {s.fig6_batch}, eta={s.fig6_eta:g}, m={s.fig6_width}",
-                 fontsize=9)
+    fig.suptitle(f"Two-layer net, SGD with batch {s.fig6_batch}, eta={s.fig6_eta:g}, m={s.fig6_width}", fontsize=9)
     save_figure(fig, path)
 
 
@@ -456,9 +454,8 @@ def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list
     write_atomic(out / "two_layer.csv", csv_text(fig5_rows + thm2_rows + thm3_rows + fig6_rows))
 
     H_norm, lam0 = float(eig[-1]), float(eig[0])
-    header = (f"Data: n={s.n} unit inputs in R^{s.d}, labels +-1. H_inf: lambda_0 = {lam0:.4g}, "
-              f"||H_inf|| = {H_norm:.4g}; Du et al.'s step lambda_0/n^2 = {lam0 / s.n ** 2:.3g} vs "
-              f"1/||H_inf|| = {1 / H_norm:.3g}.")
+    header = (f"Data: n={s.n} unit inputs in R^{s.d}, labels +-1. H_inf: lambda_0 = {lam0:.4g}, ||H_inf|| = "
+              f"{H_norm:.4g}; Du et al.'s step lambda_0/n^2 = {lam0 / s.n ** 2:.3g} vs 1/||H_inf|| = {1 / H_norm:.3g}.")
     thm2_cols = ["m", "step", "eta", "final_loss_rel", "iters_to_near_zero", "iters_predicted", "rate_fitted",
                  "rate_predicted", "pattern_flips", "W_move_rel", "diverged"]
     thm3_cols = ["method", "alpha", "b0", "case", "seed", "max_loss_rel", "final_loss_rel", "iters_to_near_zero",

@@ -36,13 +36,13 @@ Two engines run the grid points (``--engine``):
 * ``sb3`` (the default, and the reference): each point is one ``rl_adaloss.train`` run, one process each. It runs
   every env, action space and option the training config has, with SB3's own environments and RNG streams.
 * ``batched``: the grid points that can share one engine (everything equal but the seed and the optimizer's
-  ``lr``/``b0``/``alpha``/``c``; different variants' rules or layouts are different batches) are grouped, the
-  groups split into about one batch per worker, and each batch trains as K members in lockstep in one process
-  (:mod:`rl_adaloss.batched`), or one Ray task. Every member writes the run directory an ``sb3`` run writes, holds
-  its run's lock while its batch runs, and ends with the same statuses. Its episodes are the batched envs' own
-  draws, so its numbers are not the ``sb3`` engine's bit for bit (equally distributed; envs without a torch version
-  run through a gymnasium fallback whose training envs are seeded as the ``sb3`` engine's, the policy's noise still
-  the engine's own); options it does not support are refused up front, in one line.
+  ``lr``/``b0``/``alpha``/``c``; different variants' rules or layouts are different batches) are grouped, the groups
+  split into about one batch per worker (:mod:`rl_adaloss.batched.grouping`), and each batch trains as K members in
+  lockstep in one process (:mod:`rl_adaloss.batched`), or one Ray task. Every member writes the run directory an
+  ``sb3`` run writes, holds its run's lock while its batch runs, and ends with the same statuses. Its episodes are the
+  batched envs' own draws, so its numbers are not the ``sb3`` engine's bit for bit (equally distributed; envs without
+  a torch version run through a gymnasium fallback whose training envs are seeded as the ``sb3`` engine's, the
+  policy's noise still the engine's own); options it does not support are refused up front, in one line.
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, ConfigDict, Field, PositiveInt, model_validator
 
+from rl_adaloss.batched.grouping import BATCHES_DIR, batch_threads, check_batched, plan_batches
 from rl_adaloss.config import find_config, load_config, optimizer_arguments, override, resolve
 from rl_adaloss.errors import UsageError, exit_on_usage_error
-from rl_adaloss.io import read_json
 from rl_adaloss.optim import OPTIMIZERS
 from rl_adaloss.records import FINAL_STATUSES, RunRecord, read_result, with_result
 from rl_adaloss.records import write_index as write_records
@@ -345,68 +345,6 @@ def _check_unchanged(points: list[GridPoint]) -> None:
             raise UsageError(f"{point.run_dir} holds a run with another config; remove it or rename the sweep")
 
 
-# -- batches (--engine batched) ------------------------------------------------------------------------------------
-
-#: Where a sweep's batch checkpoints go, inside the sweep folder.
-BATCHES_DIR = ".batches"
-
-
-def _saved_batch(point: GridPoint) -> list[Path] | None:
-    """The members (run dirs) of the batch whose checkpoint ``point`` can resume from, or None."""
-    try:
-        info = read_json(point.run_dir / "batch.json")
-        if not (point.run_dir / info["checkpoint"]).is_file():
-            return None
-        return [(point.run_dir / member).resolve() for member in info["members"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def plan_batches(points: list[GridPoint], todo: list[GridPoint], workers: int) -> list[list[GridPoint]]:
-    """The batches that run ``todo``. First the batches a checkpoint can resume, as they were (their members that
-    have ended ride along); then the other points grouped by what a batch shares (``batch_key``: all but the seed
-    and the optimizer's lr/b0/alpha/c), in grid order, the largest batch halved until there are about ``workers``."""
-    from rl_adaloss.batched.run import batch_key
-
-    by_dir = {p.run_dir.resolve(): p for p in points}
-    batches: list[list[GridPoint]] = []
-    assigned: set[Path] = set()
-    for point in todo:
-        members = _saved_batch(point)
-        if members and point.run_dir.resolve() in members and all(m in by_dir and m not in assigned for m in members):
-            batches.append([by_dir[m] for m in members])
-            assigned.update(members)
-    groups: dict[str, list[GridPoint]] = {}
-    for point in todo:
-        if point.run_dir.resolve() not in assigned:
-            groups.setdefault(batch_key(point.config), []).append(point)
-    fresh = list(groups.values())
-    while fresh and len(batches) + len(fresh) < workers and max(map(len, fresh)) > 1:
-        largest = max(range(len(fresh)), key=lambda i: len(fresh[i]))
-        half = (len(fresh[largest]) + 1) // 2
-        fresh[largest:largest + 1] = [fresh[largest][:half], fresh[largest][half:]]
-    return batches + fresh
-
-
-def check_batched(points: list[GridPoint]) -> None:
-    """Refuse, in one line, a grid the batched engine cannot run: one engine of one member per group is built."""
-    from rl_adaloss.batched.run import batch_key, check_supported
-
-    firsts: dict[str, GridPoint] = {}
-    for point in points:
-        firsts.setdefault(batch_key(point.config), point)
-    for point in firsts.values():
-        try:
-            check_supported(point.config)
-        except UsageError as error:
-            raise UsageError(f"--engine batched: optimizers.{point.optimizer}: {error}") from None
-
-
-def _batch_threads(workers: int, batches: int) -> int:
-    """torch threads per batch: the cores shared by the batches that run at once (2 for one batch on 2 cores)."""
-    return max(1, (os.cpu_count() or 1) // max(1, min(workers, batches)))
-
-
 # -- backends ------------------------------------------------------------------------------------------------------
 
 class Progress:
@@ -573,7 +511,7 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
             if engine == "batched":
                 batches = plan_batches(points, todo, workers)
                 # A Ray task has one CPU; local batches share the cores.
-                threads = 1 if backend == "ray" else _batch_threads(workers, len(batches))
+                threads = 1 if backend == "ray" else batch_threads(workers, len(batches))
                 jobs = [Job(run_batch_points, ([p.config for p in batch], [str(p.run_dir) for p in batch], threads,
                                                str(checkpoint_dir)), batch) for batch in batches]
             else:

@@ -33,8 +33,6 @@ from rl_adaloss.schema import Section, describe, parse_override, read_yaml, set_
 
 #: The configs shipped with the package (``configs/`` at the repository root points here).
 CONFIG_DIR = Path(str(resources.files("rl_adaloss") / "configs"))
-#: What ``python -m rl_adaloss.train`` runs without ``--config``.
-DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 #: ``lin_3e-4``: rl-baselines3-zoo's linear schedule, from the value at the start to 0 at the end.
 SCHEDULE = re.compile(r"^lin_([0-9.]+(?:[eE][-+]?[0-9]+)?)$")
@@ -278,7 +276,7 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
 def load_raw(path: str | Path | None) -> dict[str, Any]:
     """The raw tree of ``path`` (a file, or the name of a shipped config), or of the default config; with
     ``normalize: true`` as the section it stands for, so that ``normalize.reward=false`` can override it."""
-    raw = read_yaml(find_config(path) if path is not None else DEFAULT_CONFIG)
+    raw = read_yaml(find_config(path) if path is not None else CONFIG_DIR / "default.yaml")
     if isinstance(raw.get("normalize"), bool):
         raw["normalize"] = TrainConfig._shorthand(raw["normalize"])
     return raw

@@ -354,14 +354,13 @@ class Progress:
     def __init__(self, total: int, todo: int, workers: int, show: bool) -> None:
         from tqdm.auto import tqdm
 
-        self.todo, self.workers, self.done, self.env_steps = todo, workers, 0, None
+        self.todo, self.workers, self.env_steps = todo, workers, {}
         self.counts: Counter[str] = Counter()
         self.bar = tqdm(total=total, initial=total - todo, unit="run", desc="sweep", dynamic_ncols=True,
                         disable=not show)
         self._show()
 
     def finished(self, status: str) -> None:
-        self.done += 1
         self.counts[status] += 1
         self.bar.update(1)
         self._show()
@@ -369,12 +368,12 @@ class Progress:
     def steps(self, done: int, due: int) -> None:
         """The env-steps of the running batches (a batch's runs all end together, so counting runs alone would sit
         at 0 for most of a batched sweep)."""
-        self.env_steps = f"{done:.3g}/{due:.3g}" if due else None
+        self.env_steps = {"env_steps": f"{done:.3g}/{due:.3g}"} if due else {}
         self._show()
 
     def _show(self) -> None:
-        steps = {"env_steps": self.env_steps} if self.env_steps else {}
-        self.bar.set_postfix(running=min(self.workers, self.todo - self.done), **steps, **self.counts)
+        running = min(self.workers, self.todo - self.counts.total())
+        self.bar.set_postfix(running=running, **self.env_steps, **self.counts)
 
     def write(self, line: str) -> None:
         if not self.bar.disable:

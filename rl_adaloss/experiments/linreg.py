@@ -33,19 +33,8 @@ from typing import Annotated, Any, Literal, get_args
 import numpy as np
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from rl_adaloss import experiments
 from rl_adaloss.errors import UsageError
-from rl_adaloss.experiments import (
-    ExperimentSettings,
-    cli,
-    csv_text,
-    fitted_rate,
-    markdown_header,
-    markdown_table,
-    settled_index,
-    subplots,
-    text_table,
-    trainable,
-)
 from rl_adaloss.io import save_figure, write_atomic
 from rl_adaloss.schema import Positive
 
@@ -84,7 +73,7 @@ def check_windows(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
 Windows = Annotated[list[tuple[int, int]], BeforeValidator(parse_windows), AfterValidator(check_windows)]
 
 
-class Settings(ExperimentSettings):
+class Settings(experiments.ExperimentSettings):
     """The full run's settings; ``rl_adaloss/configs/linreg.yaml`` holds the ``quick`` overlay."""
 
     # stochastic (Figure 1): F(w) = ||Xw - y||^2 / (2n), y = X w*
@@ -172,7 +161,7 @@ def run_stochastic(X: np.ndarray, y: np.ndarray, method: str, b0: float, *, iter
     the step size stays the optimizer's last one.
     """
     n, d = X.shape
-    w, opt = trainable(np.zeros(d), method, eta, b0, alpha, c)
+    w, opt = experiments.trainable(np.zeros(d), method, eta, b0, alpha, c)
     w_np, g_np = w.numpy(), w.grad.numpy()  # share memory with the tensors the optimizer updates
     rows = np.random.default_rng(seed).integers(n, size=(iters, batch_size))
 
@@ -234,7 +223,7 @@ def run_gd(X: np.ndarray, y: np.ndarray, w_star: np.ndarray, method: str, b0: fl
            eta: float, alpha: float, max_iters: int, stop_err: float) -> dict[str, np.ndarray]:
     """Full-batch GD on ``1/2 ||Xw - y||^2``. Arrays over ``t = 0..T``: ``b`` (``b_t``, ``b_0 = b0``), ``loss``
     (``F(w_t)``) and ``err`` (``||w_t - w*||^2``). Stops once ``err <= stop_err``."""
-    w, opt = trainable(w0, method, eta, b0, alpha)
+    w, opt = experiments.trainable(w0, method, eta, b0, alpha)
     w_np, g_np = w.numpy(), w.grad.numpy()
     bs, losses, errs = [b0], [], []
     for _ in range(max_iters + 1):
@@ -275,13 +264,13 @@ def gd_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]], dict[st
                 fit = (run["err"] <= FIT_RANGE[1]) & (run["err"] >= FIT_RANGE[0])
                 if n_cross is not None:
                     fit[:n_cross] = False
-                rate = fitted_rate(run["err"], fit)
+                rate = experiments.fitted_rate(run["err"], fit)
                 predicted = float(np.max((1 - eta * eigs / b_final) ** 2))
                 row = dict(method=method, b0_frac=float(frac), b0=b0, init_dist=float(dist),
                            steps_to_critical=n_cross, b_final=b_final, b_final_over_critical=b_final / critical,
                            max_loss_over_initial=float(run["loss"].max() / run["loss"][0]))
                 for eps in eps_list:
-                    row[f"T(eps={eps:g})"] = settled_index(run["err"] <= eps)
+                    row[f"T(eps={eps:g})"] = experiments.settled_index(run["err"] <= eps)
                 row.update(rate_fitted=rate, rate_predicted=predicted,
                            old_estimate_steps_to_critical=((eta * lam1) ** 2 - 4 * b0 ** 2) / eps_list[-1])
                 rows.append(row)
@@ -299,7 +288,7 @@ def plot_stochastic(rows, s, path: Path) -> None:
     windows = [f"{a}-{b}" for a, b in s.windows]
     finite = [r["loss_mean"] for r in rows if math.isfinite(r["loss_mean"]) and r["loss_mean"] > 0]
     ceiling = 10 * max(finite) if finite else 1.0
-    fig, axes = subplots(2, len(windows), figsize=(3.6 * len(windows), 5.6), squeeze=False)
+    fig, axes = experiments.subplots(2, len(windows), figsize=(3.6 * len(windows), 5.6), squeeze=False)
     for j, window in enumerate(windows):
         top, bottom = axes[0, j], axes[1, j]
         for method in s.methods:
@@ -326,7 +315,7 @@ def plot_gd(curves, constants, s, path: Path) -> None:
 
     methods = s.gd_methods
     dist = s.gd_init_dists[0]
-    fig, axes = subplots(len(methods), 2, figsize=(8.5, 2.9 * len(methods)), squeeze=False)
+    fig, axes = experiments.subplots(len(methods), 2, figsize=(8.5, 2.9 * len(methods)), squeeze=False)
     for i, method in enumerate(methods):
         for k, frac in enumerate(s.gd_b0_fracs):
             run = curves[(method, frac, dist)]
@@ -379,18 +368,18 @@ def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list
     summary = summarize(rows, s)
     plot_stochastic(rows, s, out / "linreg.png")
     plot_gd(gd_curves, constants, s, out / "linreg_gd.png")
-    write_atomic(out / "linreg.csv", csv_text(rows))
-    write_atomic(out / "linreg_gd.csv", csv_text(gd_rows))
+    write_atomic(out / "linreg.csv", experiments.csv_text(rows))
+    write_atomic(out / "linreg_gd.csv", experiments.csv_text(gd_rows))
 
     windows = [f"{a}-{b}" for a, b in s.windows]
-    md = [markdown_header("Linear regression: AdaLoss vs AdaGrad-Norm vs SGD", NAME, quick, s),
+    md = [experiments.markdown_header("Linear regression: AdaLoss vs AdaGrad-Norm vs SGD", NAME, quick, s),
           "\n## Stochastic setting (Figure 1)\n",
           "Loss is the full average loss F(w_t) = ||Xw_t - y||^2/(2n), averaged over the window and then over seeds "
           "(`div`: at least one seed diverged). Step size is `effective_lr` (eta/b_t), averaged likewise.\n"]
     for window in windows:
-        md += [f"\n### Window {window}: loss\n", markdown_table(matrix_rows(rows, s, window, "loss_mean")),
+        md += [f"\n### Window {window}: loss\n", experiments.markdown_table(matrix_rows(rows, s, window, "loss_mean")),
                f"\n### Window {window}: effective step size\n",
-               markdown_table(matrix_rows(rows, s, window, "eff_lr_mean"))]
+               experiments.markdown_table(matrix_rows(rows, s, window, "eff_lr_mean"))]
     md += ["\n### Summary (last window)\n", "\n".join(f"- `{k}`: {v}" for k, v in summary.items()) + "\n",
            "\n## Deterministic setting (Lemma 1, Theorem 1)\n",
            f"F(w) = ||Xw - y||^2/2, lambda_1 = {constants['lambda_1']:.6g} (largest eigenvalue of X^T X), lambda_min "
@@ -399,27 +388,27 @@ def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list
            "t from which ||w_t - w*||^2 <= eps holds for good; `rate_fitted`: per-step factor of ||w_t - w*||^2 "
            "fitted after the crossing, where 1e-16 >= ||w_t - w*||^2 >= 1e-24; `rate_predicted`: max_i (1 - "
            "eta*lambda_i/b_final)^2; `old_estimate_steps_to_critical`: ((eta*lambda_1)^2 - 4 b0^2)/eps for the "
-           "smallest eps, the count the pre-Theorem-1 analysis allows.\n\n", markdown_table(gd_rows)]
+           "smallest eps, the count the pre-Theorem-1 analysis allows.\n\n", experiments.markdown_table(gd_rows)]
     write_atomic(out / "linreg.md", "".join(md))
 
     # The terminal summary: the last window as a method x b0 table, then the GD counts.
     last = windows[-1]
     print(f"Stochastic linear regression (n={s.n}, d={s.d}, {s.iters} steps, {s.seeds} seeds): "
           f"average loss over iterations {last} ('div' = diverged)")
-    print(text_table(matrix_rows(rows, s, last, "loss_mean")))
+    print(experiments.text_table(matrix_rows(rows, s, last, "loss_mean")))
     print(f"Average effective step size eta/b_t over iterations {last}")
-    print(text_table(matrix_rows(rows, s, last, "eff_lr_mean")))
+    print(experiments.text_table(matrix_rows(rows, s, last, "eff_lr_mean")))
     print(f"Deterministic GD from b0 < eta*lambda_1/2 = {constants['critical']:.4g}: steps until b_t crosses it, "
           "steps to ||w-w*||^2 <= eps, fitted vs predicted rate")
     eps_cols = [k for k in gd_rows[0] if k.startswith("T(eps=")] if gd_rows else []
     cols = ["method", "b0", "init_dist", "steps_to_critical", eps_cols[0], eps_cols[-1], "rate_fitted",
             "rate_predicted"] if eps_cols else None
-    print(text_table(gd_rows, cols))
+    print(experiments.text_table(gd_rows, cols))
     return ["linreg.png", "linreg_gd.png", "linreg.csv", "linreg_gd.csv", "linreg.md"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli(Settings, NAME, DESCRIPTION, run, argv)
+    return experiments.cli(Settings, NAME, DESCRIPTION, run, argv)
 
 
 if __name__ == "__main__":

@@ -35,19 +35,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from rl_adaloss import experiments
 from rl_adaloss.errors import UsageError
-from rl_adaloss.experiments import (
-    ExperimentSettings,
-    cli,
-    csv_text,
-    fitted_rate,
-    markdown_header,
-    markdown_table,
-    settled_index,
-    subplots,
-    text_table,
-    trainable,
-)
 from rl_adaloss.io import save_figure, write_atomic
 from rl_adaloss.schema import Positive
 
@@ -55,7 +44,7 @@ NAME = "two_layer"
 LABELS = {"adaloss": "AdaLoss", "adagradnorm": "AdaGrad-Norm", "gd": "GD (constant step)"}
 
 
-class Settings(ExperimentSettings):
+class Settings(experiments.ExperimentSettings):
     """The full run's settings; ``rl_adaloss/configs/two_layer.yaml`` holds the ``quick`` overlay."""
 
     n: int = Field(40, ge=2, description="training points (unit inputs in R^d, labels +-1)")
@@ -165,7 +154,7 @@ def train_gd(X, y, W0, a, method: str, *, eta: float, b0: float = 1.0, alpha: fl
     """Full-batch GD. ``loss[k] = L(W(k))`` for ``k = 0..K``; ``b[k]`` is ``b_k`` (``b_0 = b0``; 1 for plain GD);
     ``eff_lr[k-1]`` is ``opt.effective_lr`` after step ``k``. Stops early if the loss blows up."""
     n = len(y)
-    W, opt = trainable(W0, method, eta, b0, alpha)
+    W, opt = experiments.trainable(W0, method, eta, b0, alpha)
     losses, bs, eff = [], [b0 if method != "gd" else 1.0], []
     diverged = None
     for k in range(iters + 1):
@@ -189,7 +178,7 @@ def train_sgd(X, y, W0, a, method: str, *, eta: float, b0: float, alpha: float, 
               seed: int, blowup: float) -> dict[str, Any]:
     """Minibatch SGD over reshuffled epochs; ``loss[e]`` is the full training loss after ``e`` epochs."""
     n = len(y)
-    W, opt = trainable(W0, method, eta, b0, alpha)
+    W, opt = experiments.trainable(W0, method, eta, b0, alpha)
     g = torch.Generator().manual_seed(10_000 + seed)
     losses = [loss_and_grad(X, y, W, a)[0]]
     diverged = None
@@ -244,9 +233,9 @@ def theorem2(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
                 divs += run["diverged"] is not None
                 finals.append(run["loss"][-1] / run["loss"][0] if run["diverged"] is None else float("inf"))
                 rel = run["loss"] / run["loss"][0]  # the rate is fitted from 1e-3 down to 1e-24 of the start
-                rates.append(fitted_rate(run["loss"], (rel <= 1e-3) & (rel >= 1e-24))
+                rates.append(experiments.fitted_rate(run["loss"], (rel <= 1e-3) & (rel >= 1e-24))
                              if run["diverged"] is None else float("nan"))
-                hits.append(settled_index(run["loss"] <= s.near_zero * run["loss"][0]))
+                hits.append(experiments.settled_index(run["loss"] <= s.near_zero * run["loss"][0]))
                 flips.append(float(((X @ run["W"] >= 0) != (X @ W0 >= 0)).double().mean()))
                 moves.append(float((run["W"] - W0).norm() / W0.norm()))
             predicted = float(np.max((1 - eta * eig) ** 2))
@@ -283,7 +272,7 @@ def theorem3(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
                     part="thm3", method=method, alpha=alpha, b0=b0, case="a" if b0 > critical else "b", seed=seed,
                     loss0=float(run["loss"][0]), max_loss_rel=float(run["loss"].max() / run["loss"][0]),
                     final_loss=float(run["loss"][-1]), final_loss_rel=float(run["loss"][-1] / run["loss"][0]),
-                    iters_to_near_zero=settled_index(run["loss"] <= s.near_zero * run["loss"][0]),
+                    iters_to_near_zero=experiments.settled_index(run["loss"] <= s.near_zero * run["loss"][0]),
                     b_final=float(b[-1]), b_change_last_20pct=float((b[-1] - tail) / b[-1]),
                     critical=critical, critical_end=eta * float(H_end[-1]) / 2,
                     W_move_rel=float((run["W"] - W0).norm() / W0.norm()), diverged=run["diverged"] is not None))
@@ -325,7 +314,7 @@ def figure6(s, X, y, log) -> tuple[list[dict[str, Any]], dict]:
                 curves[(method, alpha, b0, seed)] = run["loss"]
                 divs += run["diverged"] is not None
                 per_seed.append(run["loss"][-1] / run["loss"][0] if run["diverged"] is None else float("inf"))
-                hits.append(settled_index(run["loss"] <= s.near_zero * run["loss"][0]))
+                hits.append(experiments.settled_index(run["loss"] <= s.near_zero * run["loss"][0]))
                 bs.append(run["b"])
             # Geometric mean over seeds (losses span many decades), floored at 1e-30 relative.
             gm = float(np.exp(np.mean(np.log(np.maximum(per_seed, 1e-30)))))
@@ -353,7 +342,7 @@ def figure6(s, X, y, log) -> tuple[list[dict[str, Any]], dict]:
 
 
 def plot_fig5(rows, path: Path) -> None:
-    fig, axes = subplots(1, 2, figsize=(8.5, 3.2))
+    fig, axes = experiments.subplots(1, 2, figsize=(8.5, 3.2))
     for family in dict.fromkeys(r["family"] for r in rows):
         sel = [r for r in rows if r["family"] == family]
         ns = [r["n"] for r in sel]
@@ -369,7 +358,7 @@ def plot_thm2(curves, rows, s, path: Path) -> None:
     from matplotlib import colormaps
 
     widths = s.thm2_widths
-    fig, axes = subplots(1, len(widths), figsize=(4.2 * len(widths), 3.3), squeeze=False, sharey=True)
+    fig, axes = experiments.subplots(1, len(widths), figsize=(4.2 * len(widths), 3.3), squeeze=False, sharey=True)
     names = list(dict.fromkeys(r["step"] for r in rows))
     for j, m in enumerate(widths):
         ax = axes[0, j]
@@ -385,7 +374,7 @@ def plot_thm2(curves, rows, s, path: Path) -> None:
 
 
 def plot_thm3(curves, rows, s, path: Path) -> None:
-    fig, axes = subplots(1, 2, figsize=(9, 3.4))
+    fig, axes = experiments.subplots(1, 2, figsize=(9, 3.4))
     styles = ["-", "--", ":", "-."]
     for (method, alpha, b0, seed), run in curves.items():
         if seed:
@@ -413,7 +402,7 @@ def plot_fig6(curves, rows, s, path: Path) -> None:
     grid = s.fig6_b0_grid
     methods = fig6_methods(s)
     colors = {m: method_color(*m, s.fig6_alphas) for m in methods}
-    fig, axes = subplots(1, len(grid) + 1, figsize=(2.6 * (len(grid) + 1), 3.0), squeeze=False)
+    fig, axes = experiments.subplots(1, len(grid) + 1, figsize=(2.6 * (len(grid) + 1), 3.0), squeeze=False)
     for j, b0 in enumerate(grid):
         ax = axes[0, j]
         for method, alpha in methods:
@@ -451,7 +440,7 @@ def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list
     plot_fig6(fig6_curves, fig6_rows, s, out / "two_layer_fig6.png")
 
     # One CSV for all parts: the union of the columns, blank where a part has none.
-    write_atomic(out / "two_layer.csv", csv_text(fig5_rows + thm2_rows + thm3_rows + fig6_rows))
+    write_atomic(out / "two_layer.csv", experiments.csv_text(fig5_rows + thm2_rows + thm3_rows + fig6_rows))
 
     H_norm, lam0 = float(eig[-1]), float(eig[0])
     header = (f"Data: n={s.n} unit inputs in R^{s.d}, labels +-1. H_inf: lambda_0 = {lam0:.4g}, ||H_inf|| = "
@@ -463,44 +452,44 @@ def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list
     fig6_cols = ["method", "alpha", "b0", "epochs_to_near_zero", "final_loss_rel_gmean", "final_loss_rel_max",
                  "b_final_mean", "adaloss_over_adagradnorm", "holds", "diverged"]
     fig5_cols = ["family", "n", "d", "H_norm", "lambda_0", "step_ours", "step_du"]
-    md = [markdown_header("Two-layer ReLU network (Du et al. 2019 setting)", NAME, quick, s), f"\n{header}\n",
-          "Losses are relative to the initial loss. `near-zero` = loss <= near_zero x initial loss; "
+    md = [experiments.markdown_header("Two-layer ReLU network (Du et al. 2019 setting)", NAME, quick, s),
+          f"\n{header}\n", "Losses are relative to the initial loss. `near-zero` = loss <= near_zero x initial loss; "
           "`iters_to_near_zero` / `epochs_to_near_zero` count until the loss stays there.\n",
-          "\n## Figure 5: ||H_inf|| vs n\n\n", markdown_table(fig5_rows, fig5_cols),
+          "\n## Figure 5: ||H_inf|| vs n\n\n", experiments.markdown_table(fig5_rows, fig5_cols),
           "\n## Theorem 2: GD with eta = factor/||H_inf|| (and Du et al.'s lambda_0/n^2)\n\n",
           "`rate_predicted` = max_i (1 - eta lambda_i(H_inf))^2 per step; `pattern_flips`: fraction of ReLU "
           "activation patterns that changed; `W_move_rel` = ||W(T) - W(0)||_F / ||W(0)||_F.\n\n",
-          markdown_table(thm2_rows, thm2_cols),
+          experiments.markdown_table(thm2_rows, thm2_cols),
           f"\n## Theorem 3: GD with AdaLoss (critical value eta(lambda_0+||H_inf||)/2 = "
           f"{thm3_rows[0]['critical']:.4g})\n\n",
           "`critical_end` = eta lambda_max(H(W(T)))/2 with the empirical Gram matrix at the end of training; "
-          "`b_change_last_20pct` = (b_T - b_{0.8T})/b_T.\n\n", markdown_table(thm3_rows, thm3_cols),
+          "`b_change_last_20pct` = (b_T - b_{0.8T})/b_T.\n\n", experiments.markdown_table(thm3_rows, thm3_cols),
           "\n## Figure 6: SGD (minibatches), AdaLoss vs AdaGrad-Norm\n\n",
           "`epochs_to_near_zero`: slowest seed. `holds`: where AdaGrad-Norm reaches near-zero loss, AdaLoss does "
           "too within 1.25x its epochs (+1); elsewhere AdaLoss's final loss (geometric mean over seeds) is at most "
-          "10x AdaGrad-Norm's.\n\n", markdown_table(fig6_rows, fig6_cols)]
+          "10x AdaGrad-Norm's.\n\n", experiments.markdown_table(fig6_rows, fig6_cols)]
     write_atomic(out / "two_layer.md", "".join(md))
 
     print(header)
     print("\nFigure 5: ||H_inf|| and lambda_0 vs n (mean over data draws)")
-    print(text_table(fig5_rows, ["family", "n", "H_norm", "lambda_0"]))
+    print(experiments.text_table(fig5_rows, ["family", "n", "H_norm", "lambda_0"]))
     print("Theorem 2: GD, loss after the run relative to the start, fitted vs predicted per-step rate")
-    print(text_table(thm2_rows, ["m", "step", "eta", "final_loss_rel", "iters_to_near_zero", "rate_fitted",
+    print(experiments.text_table(thm2_rows, ["m", "step", "eta", "final_loss_rel", "iters_to_near_zero", "rate_fitted",
                                  "rate_predicted"]))
     print("Theorem 3: GD with AdaLoss (and AdaGrad-Norm) from small (case b) and large (case a) b0, seed 0")
-    print(text_table([r for r in thm3_rows if r["seed"] == 0],
+    print(experiments.text_table([r for r in thm3_rows if r["seed"] == 0],
                      ["method", "alpha", "b0", "case", "max_loss_rel", "final_loss_rel", "iters_to_near_zero",
                       "b_final", "b_change_last_20pct"]))
     print("Figure 6: SGD, epochs to near-zero loss (slowest seed) and final loss relative to the start "
           "(geometric mean over seeds)")
-    print(text_table(fig6_rows, ["method", "alpha", "b0", "epochs_to_near_zero", "final_loss_rel_gmean",
+    print(experiments.text_table(fig6_rows, ["method", "alpha", "b0", "epochs_to_near_zero", "final_loss_rel_gmean",
                                  "adaloss_over_adagradnorm", "holds"]))
     return ["two_layer_fig5.png", "two_layer_thm2.png", "two_layer_thm3.png", "two_layer_fig6.png", "two_layer.csv",
             "two_layer.md"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli(Settings, NAME, DESCRIPTION, run, argv)
+    return experiments.cli(Settings, NAME, DESCRIPTION, run, argv)
 
 
 if __name__ == "__main__":

@@ -266,11 +266,10 @@ def check_runnable(config: TrainConfig) -> None:
 def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     """Validate a raw config (defaults filled in) and return it as a plain dict; resolving it again changes
     nothing."""
-    config = validate(TrainConfig, raw).model_dump(mode="python")
-    for role in ("actor", "critic"):  # no per-network section: the optimizer section is its arguments, and no more
-        if config["optimizer"][role] is None:
-            del config["optimizer"][role]
-    return config
+    config = validate(TrainConfig, raw)
+    # no per-network section: the optimizer section is its arguments, and no more
+    unset = {role for role in ("actor", "critic") if getattr(config.optimizer, role) is None}
+    return config.model_dump(mode="python", exclude={"optimizer": unset})
 
 
 def load_raw(path: str | Path | None) -> dict[str, Any]:

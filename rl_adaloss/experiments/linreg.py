@@ -301,9 +301,8 @@ def plot_stochastic(rows, s, path: Path) -> None:
             bottom.plot(b0s, [r["eff_lr_mean"] for r in sel], "o-", color=COLORS[method], ms=4)
         top.set(xscale="log", yscale="log", title=f"loss, iterations [{window.replace('-', ', ')}]")
         bottom.set(xscale="log", yscale="log", xlabel="b₀", title="effective step size η/b_t")
-        if j == 0:
-            top.set_ylabel("average loss F(w_t)")
-            bottom.set_ylabel("average step size")
+    axes[0, 0].set_ylabel("average loss F(w_t)")
+    axes[1, 0].set_ylabel("average step size")
     axes[0, 0].legend(fontsize=7, title="x = diverged", title_fontsize=7)
     fig.suptitle(f"Stochastic linear regression (n={s.n}, d={s.d}, batch {s.batch_size}, "
                  f"eta={s.eta:g}, {s.seeds} seeds)", fontsize=10)

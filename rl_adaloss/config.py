@@ -296,8 +296,7 @@ def find_config(path: str | Path) -> Path:
 def override(raw: dict[str, Any], items: list[tuple[str, Any]]) -> dict[str, Any]:
     """Set each dotted ``(key, value)`` in ``raw``. A change of ``optimizer.name`` comes first and starts that
     section afresh (keeping the layout): another rule takes other arguments, and its own defaults (Adam: lr 1e-3)."""
-    items = sorted(items, key=lambda item: item[0] != "optimizer.name")
-    for key, value in items:
+    for key, value in sorted(items, key=lambda item: item[0] != "optimizer.name"):
         section = raw.get("optimizer") if isinstance(raw.get("optimizer"), dict) else {}
         if key == "optimizer.name" and value != section.get("name"):
             raw["optimizer"] = {"layout": section["layout"]} if "layout" in section else {}

@@ -66,8 +66,7 @@ def read_yaml(path: str | Path, *, follow_base: bool = True) -> dict[str, Any]:
         data = load_yaml_text(path.read_text())
     except yaml.YAMLError as error:
         raise UsageError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if data is None:
-        data = {}
+    data = {} if data is None else data  # an empty file
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping of keys at the top level")
     if follow_base and "base" in data:

@@ -351,9 +351,8 @@ def summarize(rows, s) -> dict[str, Any]:
     sel = {(r["method"], r["b0"]): r for r in rows if r["window"] == last}
     out: dict[str, Any] = {"window": last}
     for method in s.methods:
-        small = [b0 for b0 in s.b0_grid
-                 if sel[(method, b0)]["diverged_seeds"] == 0 and sel[(method, b0)]["rel_loss_mean"] <= s.small_loss]
-        out[f"{method}_small_at"] = small
+        out[f"{method}_small_at"] = [b0 for b0 in s.b0_grid if sel[(method, b0)]["diverged_seeds"] == 0
+                                     and sel[(method, b0)]["rel_loss_mean"] <= s.small_loss]
         out[f"{method}_diverged_at"] = [b0 for b0 in s.b0_grid if sel[(method, b0)]["diverged_seeds"]]
     if "adaloss" in s.methods and "adagradnorm" in s.methods:
         out["adaloss_better_at"] = [b0 for b0 in s.b0_grid

@@ -205,12 +205,9 @@ def figure5(s, log) -> list[dict[str, Any]]:
     d = s.fig5_d
     for family, rho in ((f"nearly orthogonal (d={d})", 0.0), (f"correlated (rho={s.fig5_rho:g}, d={d})", s.fig5_rho)):
         for n in s.fig5_ns:
-            norms, lam0s = [], []
-            for k in range(s.fig5_seeds):
-                X, _ = make_data(n, d, s.data_seed + 100 + k, rho)
-                eig = np.linalg.eigvalsh(h_infinity(X))
-                norms.append(float(eig[-1]))
-                lam0s.append(float(eig[0]))
+            draws = [make_data(n, d, s.data_seed + 100 + k, rho)[0] for k in range(s.fig5_seeds)]
+            eigs = [np.linalg.eigvalsh(h_infinity(X)) for X in draws]
+            norms, lam0s = [float(e[-1]) for e in eigs], [float(e[0]) for e in eigs]
             rows.append(dict(part="fig5", family=family, n=n, d=d, H_norm=float(np.mean(norms)),
                              H_norm_max=float(np.max(norms)), lambda_0=float(np.mean(lam0s)),
                              step_ours=1 / float(np.mean(norms)), step_du=float(np.mean(lam0s)) / n ** 2))
@@ -329,10 +326,8 @@ def figure6(s, X, y, log) -> tuple[list[dict[str, Any]], dict]:
             if r["method"] == "adaloss":
                 mine_epochs, mine = r["epochs_to_near_zero"], r["final_loss_rel_gmean"]
                 r["adaloss_over_adagradnorm"] = mine / base if base > 0 else float("nan")
-                if base_epochs is not None:
-                    r["holds"] = mine_epochs is not None and mine_epochs <= 1.25 * base_epochs + 1
-                else:
-                    r["holds"] = bool(mine <= 10 * base)
+                r["holds"] = (mine_epochs is not None and mine_epochs <= 1.25 * base_epochs + 1
+                              if base_epochs is not None else bool(mine <= 10 * base))
         log(f"  fig6 b0={b0:<6g} epochs to near-zero, final/initial loss: " + ", ".join(
             f"{method_label(*k)} {v[0]} {v[1]:.3g}" for k, v in finals.items()))
     return rows, curves

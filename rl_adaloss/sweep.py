@@ -124,7 +124,8 @@ class SweepConfig(Section):
     eta: float = Field(1.0, gt=0, description="base step size: every run's first step is eta/sqrt(b0)")
     b0: list[Positive] = Field(min_length=1, description="initial accumulators (AdamLoss's unsquared b0)")
     seeds: list[int] = Field(min_length=1, description="seeds of every grid point")
-    optimizers: dict[FolderName, Variant] = Field(min_length=1, description="named variants: a rule plus its wiring")
+    optimizers: dict[FolderName, Variant] = Field(min_length=1, description="named variants: a rule plus how it is "
+                                                                            "wired")
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted keys set in every run")
     conditions: dict[FolderName, dict[str, Any]] | None = Field(
         None, description="named sets of dotted keys (a grid over any key): every variant runs under every "

@@ -33,8 +33,6 @@ from rl_adaloss.schema import Section, describe, parse_override, read_yaml, set_
 
 #: The configs shipped with the package (``configs/`` at the repository root points here).
 CONFIG_DIR = Path(str(resources.files("rl_adaloss") / "configs"))
-#: What ``python -m rl_adaloss.train`` runs without ``--config``.
-DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 #: ``lin_3e-4``: rl-baselines3-zoo's linear schedule, from the value at the start to 0 at the end.
 SCHEDULE = re.compile(r"^lin_([0-9.]+(?:[eE][-+]?[0-9]+)?)$")
@@ -182,21 +180,17 @@ class TrainConfig(Section):
 
 # -- checks that need more than a type ---------------------------------------------------------------------------
 
+#: An optimizer argument's default as the config holds it, by its type (torch's weight_decay=0 is a number, not a
+#: count); ``self`` and ``params`` have no default, and keyword-only arguments (torch's ``fused``) are not settings.
+_PLAIN = {tuple: list, bool: bool, int: float, float: float}
+
+
 def optimizer_arguments(name: str) -> dict[str, Any]:
     """The keyword arguments (with defaults) that optimizer ``name`` takes, read off its constructor: numbers,
     booleans and tuples (as lists) only, so that the section is plain YAML."""
-    arguments = {}
-    for key, param in inspect.signature(OPTIMIZERS[name].__init__).parameters.items():
-        default = param.default
-        if key in ("self", "params") or param.kind is not param.POSITIONAL_OR_KEYWORD:
-            continue
-        if isinstance(default, tuple):
-            arguments[key] = list(default)
-        elif isinstance(default, bool):
-            arguments[key] = default
-        elif isinstance(default, (int, float)):
-            arguments[key] = float(default)  # torch's weight_decay=0 is a number, not a count
-    return arguments
+    parameters = inspect.signature(OPTIMIZERS[name].__init__).parameters.values()
+    return {p.name: _PLAIN[type(p.default)](p.default) for p in parameters
+            if p.kind is p.POSITIONAL_OR_KEYWORD and type(p.default) in _PLAIN}
 
 
 def argument_docs(cls: type) -> dict[str, str]:
@@ -272,17 +266,16 @@ def check_runnable(config: TrainConfig) -> None:
 def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     """Validate a raw config (defaults filled in) and return it as a plain dict; resolving it again changes
     nothing."""
-    config = validate(TrainConfig, raw).model_dump(mode="python")
-    for role in ("actor", "critic"):  # no per-network section: the optimizer section is its arguments, and no more
-        if config["optimizer"][role] is None:
-            del config["optimizer"][role]
-    return config
+    config = validate(TrainConfig, raw)
+    # no per-network section: the optimizer section is its arguments, and no more
+    unset = {role for role in ("actor", "critic") if getattr(config.optimizer, role) is None}
+    return config.model_dump(mode="python", exclude={"optimizer": unset})
 
 
 def load_raw(path: str | Path | None) -> dict[str, Any]:
     """The raw tree of ``path`` (a file, or the name of a shipped config), or of the default config; with
     ``normalize: true`` as the section it stands for, so that ``normalize.reward=false`` can override it."""
-    raw = read_yaml(find_config(path) if path is not None else DEFAULT_CONFIG)
+    raw = read_yaml(find_config(path) if path is not None else CONFIG_DIR / "default.yaml")
     if isinstance(raw.get("normalize"), bool):
         raw["normalize"] = TrainConfig._shorthand(raw["normalize"])
     return raw
@@ -303,8 +296,7 @@ def find_config(path: str | Path) -> Path:
 def override(raw: dict[str, Any], items: list[tuple[str, Any]]) -> dict[str, Any]:
     """Set each dotted ``(key, value)`` in ``raw``. A change of ``optimizer.name`` comes first and starts that
     section afresh (keeping the layout): another rule takes other arguments, and its own defaults (Adam: lr 1e-3)."""
-    items = sorted(items, key=lambda item: item[0] != "optimizer.name")
-    for key, value in items:
+    for key, value in sorted(items, key=lambda item: item[0] != "optimizer.name"):
         section = raw.get("optimizer") if isinstance(raw.get("optimizer"), dict) else {}
         if key == "optimizer.name" and value != section.get("name"):
             raw["optimizer"] = {"layout": section["layout"]} if "layout" in section else {}

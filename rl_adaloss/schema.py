@@ -44,15 +44,12 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that reads ``1e6`` and ``1.0e+6`` as floats (YAML 1.2), where YAML 1.1 reads strings."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                  |[-+]?\.(?:inf|Inf|INF)
-                  |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""
+    ^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
 
 
 def load_yaml_text(text: str) -> Any:
@@ -69,8 +66,7 @@ def read_yaml(path: str | Path, *, follow_base: bool = True) -> dict[str, Any]:
         data = load_yaml_text(path.read_text())
     except yaml.YAMLError as error:
         raise UsageError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if data is None:
-        data = {}
+    data = {} if data is None else data  # an empty file
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping of keys at the top level")
     if follow_base and "base" in data:
@@ -85,10 +81,8 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """``update`` over ``base``, recursively for mappings; neither is modified."""
     merged = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = merge(merged[key], value) if both else value
     return merged
 
 
@@ -124,13 +118,6 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def apply_overrides(tree: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    for item in overrides or []:
-        key, value = parse_override(item)
-        set_dotted(tree, key, value)
-    return tree
-
-
 # -- validation ----------------------------------------------------------------------------------------------------
 
 #: pydantic's "Input should be ...", "List should have ...": what was expected.
@@ -162,8 +149,7 @@ def _section_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def error_line(error: ValidationError, prefix: str = "", model: type[BaseModel] | None = None,
-               label: str = "") -> str:
+def error_line(error: ValidationError, prefix: str = "", model: type[BaseModel] | None = None, label: str = "") -> str:
     """The first error of ``error`` as ``key: expected ..., got ...``."""
     first = error.errors(include_url=False)[0]
     where = _dotted(first["loc"], prefix) or prefix.rstrip(".") or "config"

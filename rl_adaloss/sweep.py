@@ -36,13 +36,13 @@ Two engines run the grid points (``--engine``):
 * ``sb3`` (the default, and the reference): each point is one ``rl_adaloss.train`` run, one process each. It runs
   every env, action space and option the training config has, with SB3's own environments and RNG streams.
 * ``batched``: the grid points that can share one engine (everything equal but the seed and the optimizer's
-  ``lr``/``b0``/``alpha``/``c``; different variants' rules or layouts are different batches) are grouped, the
-  groups split into about one batch per worker, and each batch trains as K members in lockstep in one process
-  (:mod:`rl_adaloss.batched`), or one Ray task. Every member writes the run directory an ``sb3`` run writes, holds
-  its run's lock while its batch runs, and ends with the same statuses. Its episodes are the batched envs' own
-  draws, so its numbers are not the ``sb3`` engine's bit for bit (equally distributed; envs without a torch version
-  run through a gymnasium fallback whose training envs are seeded as the ``sb3`` engine's, the policy's noise still
-  the engine's own); options it does not support are refused up front, in one line.
+  ``lr``/``b0``/``alpha``/``c``; different variants' rules or layouts are different batches) are grouped, the groups
+  split into about one batch per worker (:mod:`rl_adaloss.batched.grouping`), and each batch trains as K members in
+  lockstep in one process (:mod:`rl_adaloss.batched`), or one Ray task. Every member writes the run directory an
+  ``sb3`` run writes, holds its run's lock while its batch runs, and ends with the same statuses. Its episodes are the
+  batched envs' own draws, so its numbers are not the ``sb3`` engine's bit for bit (equally distributed; envs without
+  a torch version run through a gymnasium fallback whose training envs are seeded as the ``sb3`` engine's, the
+  policy's noise still the engine's own); options it does not support are refused up front, in one line.
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, ConfigDict, Field, PositiveInt, model_validator
 
+from rl_adaloss.batched.grouping import BATCHES_DIR, batch_threads, check_batched, plan_batches
 from rl_adaloss.config import find_config, load_config, optimizer_arguments, override, resolve
 from rl_adaloss.errors import UsageError, exit_on_usage_error
-from rl_adaloss.io import read_json
 from rl_adaloss.optim import OPTIMIZERS
 from rl_adaloss.records import FINAL_STATUSES, RunRecord, read_result, with_result
 from rl_adaloss.records import write_index as write_records
@@ -243,8 +243,7 @@ TICK_S = 5.0
 
 
 def point_status(point: GridPoint) -> str | None:
-    result = read_result(point.run_dir)
-    return result["status"] if result else None
+    return (read_result(point.run_dir) or {}).get("status")
 
 
 @contextmanager
@@ -347,68 +346,6 @@ def _check_unchanged(points: list[GridPoint]) -> None:
             raise UsageError(f"{point.run_dir} holds a run with another config; remove it or rename the sweep")
 
 
-# -- batches (--engine batched) ------------------------------------------------------------------------------------
-
-#: Where a sweep's batch checkpoints go, inside the sweep folder.
-BATCHES_DIR = ".batches"
-
-
-def _saved_batch(point: GridPoint) -> list[Path] | None:
-    """The members (run dirs) of the batch whose checkpoint ``point`` can resume from, or None."""
-    try:
-        info = read_json(point.run_dir / "batch.json")
-        if not (point.run_dir / info["checkpoint"]).is_file():
-            return None
-        return [(point.run_dir / member).resolve() for member in info["members"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def plan_batches(points: list[GridPoint], todo: list[GridPoint], workers: int) -> list[list[GridPoint]]:
-    """The batches that run ``todo``. First the batches a checkpoint can resume, as they were (their members that
-    have ended ride along); then the other points grouped by what a batch shares (``batch_key``: all but the seed
-    and the optimizer's lr/b0/alpha/c), in grid order, the largest batch halved until there are about ``workers``."""
-    from rl_adaloss.batched.run import batch_key
-
-    by_dir = {p.run_dir.resolve(): p for p in points}
-    batches: list[list[GridPoint]] = []
-    assigned: set[Path] = set()
-    for point in todo:
-        members = _saved_batch(point)
-        if members and point.run_dir.resolve() in members and all(m in by_dir and m not in assigned for m in members):
-            batches.append([by_dir[m] for m in members])
-            assigned.update(members)
-    groups: dict[str, list[GridPoint]] = {}
-    for point in todo:
-        if point.run_dir.resolve() not in assigned:
-            groups.setdefault(batch_key(point.config), []).append(point)
-    fresh = list(groups.values())
-    while fresh and len(batches) + len(fresh) < workers and max(map(len, fresh)) > 1:
-        largest = max(range(len(fresh)), key=lambda i: len(fresh[i]))
-        half = (len(fresh[largest]) + 1) // 2
-        fresh[largest:largest + 1] = [fresh[largest][:half], fresh[largest][half:]]
-    return batches + fresh
-
-
-def check_batched(points: list[GridPoint]) -> None:
-    """Refuse, in one line, a grid the batched engine cannot run: one engine of one member per group is built."""
-    from rl_adaloss.batched.run import batch_key, check_supported
-
-    firsts: dict[str, GridPoint] = {}
-    for point in points:
-        firsts.setdefault(batch_key(point.config), point)
-    for point in firsts.values():
-        try:
-            check_supported(point.config)
-        except UsageError as error:
-            raise UsageError(f"--engine batched: optimizers.{point.optimizer}: {error}") from None
-
-
-def _batch_threads(workers: int, batches: int) -> int:
-    """torch threads per batch: the cores shared by the batches that run at once (2 for one batch on 2 cores)."""
-    return max(1, (os.cpu_count() or 1) // max(1, min(workers, batches)))
-
-
 # -- backends ------------------------------------------------------------------------------------------------------
 
 class Progress:
@@ -418,14 +355,13 @@ class Progress:
     def __init__(self, total: int, todo: int, workers: int, show: bool) -> None:
         from tqdm.auto import tqdm
 
-        self.todo, self.workers, self.done, self.env_steps = todo, workers, 0, None
+        self.todo, self.workers, self.env_steps = todo, workers, {}
         self.counts: Counter[str] = Counter()
         self.bar = tqdm(total=total, initial=total - todo, unit="run", desc="sweep", dynamic_ncols=True,
                         disable=not show)
         self._show()
 
     def finished(self, status: str) -> None:
-        self.done += 1
         self.counts[status] += 1
         self.bar.update(1)
         self._show()
@@ -433,12 +369,12 @@ class Progress:
     def steps(self, done: int, due: int) -> None:
         """The env-steps of the running batches (a batch's runs all end together, so counting runs alone would sit
         at 0 for most of a batched sweep)."""
-        self.env_steps = f"{done:.3g}/{due:.3g}" if due else None
+        self.env_steps = {"env_steps": f"{done:.3g}/{due:.3g}"} if due else {}
         self._show()
 
     def _show(self) -> None:
-        steps = {"env_steps": self.env_steps} if self.env_steps else {}
-        self.bar.set_postfix(running=min(self.workers, self.todo - self.done), **steps, **self.counts)
+        running = min(self.workers, self.todo - self.counts.total())
+        self.bar.set_postfix(running=running, **self.env_steps, **self.counts)
 
     def write(self, line: str) -> None:
         if not self.bar.disable:
@@ -575,7 +511,7 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
             if engine == "batched":
                 batches = plan_batches(points, todo, workers)
                 # A Ray task has one CPU; local batches share the cores.
-                threads = 1 if backend == "ray" else _batch_threads(workers, len(batches))
+                threads = 1 if backend == "ray" else batch_threads(workers, len(batches))
                 jobs = [Job(run_batch_points, ([p.config for p in batch], [str(p.run_dir) for p in batch], threads,
                                                str(checkpoint_dir)), batch) for batch in batches]
             else:
@@ -604,8 +540,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Run a grid of initial step sizes (b0) x optimizers x seeds, in parallel, resumably; then "
                     "write the comparison report (figures, tables, TensorBoard dashboard).",
         epilog="Re-running the same command skips finished and diverged runs, resumes interrupted ones from their "
-               "checkpoints and retries failed ones. See them live: tensorboard --logdir runs/<name>.",
-    )
+               "checkpoints and retries failed ones. See them live: tensorboard --logdir runs/<name>.")
     parser.add_argument("--config", type=Path, default=Path("sweep_pendulum"),
                         help="sweep config file, or a shipped one's name (default: sweep_pendulum)")
     parser.add_argument("--quick", action="store_true",
@@ -668,8 +603,7 @@ def _main(argv: list[str] | None) -> int:
 
     sweep_dir = args.out_dir / sweep["name"]
     print(f"sweep {sweep['name']}: {len(points)} runs, {args.workers} workers, backend {args.backend}, "
-          f"engine {args.engine}; "
-          f"tensorboard --logdir {sweep_dir}", file=sys.stderr)
+          f"engine {args.engine}; tensorboard --logdir {sweep_dir}", file=sys.stderr)
     started = time.perf_counter()
     try:
         with sigterm_as_interrupt():

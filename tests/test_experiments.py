@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from rl_adaloss.experiments import CONFIG_DIR, linreg, two_layer
+from rl_adaloss.experiments import CONFIG_DIR, linreg, make_optimizer, two_layer
 
 # -- math --------------------------------------------------------------------------------------------------------
 
@@ -314,6 +314,6 @@ def test_config_file_errors_name_the_file_and_key(tmp_path, capsys):
 def test_one_optimizer_factory():
     """Both experiments build their optimizers in one place; ``gd`` is plain GD: a constant step eta."""
     w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
-    assert linreg.make_optimizer is two_layer.make_optimizer
-    assert two_layer.make_optimizer("gd", [w], 0.3, b0=7.0).effective_lr[0] == pytest.approx(0.3)
-    assert linreg.make_optimizer("sgd", [w], 0.3, b0=3.0).effective_lr[0] == pytest.approx(0.1)
+    assert linreg.experiments.trainable is two_layer.experiments.trainable  # which builds them with make_optimizer
+    assert make_optimizer("gd", [w], 0.3, b0=7.0).effective_lr[0] == pytest.approx(0.3)
+    assert make_optimizer("sgd", [w], 0.3, b0=3.0).effective_lr[0] == pytest.approx(0.1)

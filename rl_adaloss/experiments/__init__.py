@@ -15,23 +15,23 @@ tables both experiments use.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
 
 import numpy as np
+import torch
 from pydantic import ConfigDict, ValidationError
 
 from rl_adaloss.config import CONFIG_DIR  # the packaged configs, rl_adaloss/configs/<name>.yaml
 from rl_adaloss.errors import UsageError, exit_on_usage_error
 from rl_adaloss.optim import AdaGradNorm, AdaLoss, SGDConstant, SGDDecaySqrt
-from rl_adaloss.schema import Section, apply_overrides, describe, error_line, read_yaml, yaml_value
+from rl_adaloss.schema import Section, describe, error_line, parse_override, read_yaml, yaml_value
 
 S = TypeVar("S", bound="ExperimentSettings")
 
@@ -47,18 +47,18 @@ class ExperimentSettings(Section):
         """Checks across keys (raise :class:`UsageError`), made once all sources are applied."""
 
 
+#: The rules whose only arguments are lr and b0, by method name.
+_RULES = {"adagradnorm": AdaGradNorm, "sgd": SGDConstant, "gd": SGDConstant, "sgd_decaysqrt": SGDDecaySqrt}
+
+
 def make_optimizer(method: str, params, eta: float, b0: float, alpha: float = 1.0, c: float = 0.0):
     """The :mod:`rl_adaloss.optim` rule ``method`` with step size ``eta / b``; ``gd`` is plain gradient descent
     (``sgd`` with ``b0 = 1``: step ``eta``)."""
     if method == "adaloss":
         return AdaLoss(params, lr=eta, b0=b0, alpha=alpha, c=c)
-    if method == "adagradnorm":
-        return AdaGradNorm(params, lr=eta, b0=b0)
-    if method in ("sgd", "gd"):
-        return SGDConstant(params, lr=eta, b0=b0 if method == "sgd" else 1.0)
-    if method == "sgd_decaysqrt":
-        return SGDDecaySqrt(params, lr=eta, b0=b0)
-    raise ValueError(f"unknown method {method!r}")
+    if method not in _RULES:
+        raise ValueError(f"unknown method {method!r}")
+    return _RULES[method](params, lr=eta, b0=1.0 if method == "gd" else b0)
 
 
 def settled_index(below: np.ndarray) -> int | None:
@@ -69,17 +69,20 @@ def settled_index(below: np.ndarray) -> int | None:
     return int(above[-1]) + 1 if above.size else 0
 
 
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Use ``count`` intra-op threads inside the block, then restore the previous setting."""
-    import torch
+def trainable(start: Any, method: str, eta: float, b0: float, alpha: float = 1.0, c: float = 0.0):
+    """A float64 copy of ``start`` (an array or tensor) with a zero gradient, and the optimizer ``method`` over it:
+    the weights an experiment trains."""
+    w = torch.as_tensor(start, dtype=torch.float64).clone()
+    w.grad = torch.zeros_like(w)
+    return w, make_optimizer(method, [w], eta, b0, alpha, c)
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+
+def fitted_rate(values: np.ndarray, fit: np.ndarray) -> float:
+    """The per-step factor of ``values``, fitted log-linearly on the steps where ``fit`` holds (nan if under 3)."""
+    steps = np.flatnonzero(fit)
+    if steps.size < 3:
+        return float("nan")
+    return float(math.exp(np.polyfit(steps, np.log(values[steps]), 1)[0]))
 
 
 # -- the command line ----------------------------------------------------------------------------------------------
@@ -134,8 +137,12 @@ def cli(model: type[S], name: str, description: str, run: Callable[[S, Path, boo
         start = time.perf_counter()
         log = (lambda line: None) if args.quick else (lambda line: print(line, file=sys.stderr))
         args.out.mkdir(parents=True, exist_ok=True)
-        with torch_threads(1):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # for the run only: the caller (a test) keeps its own setting
+        try:
             written = run(settings, args.out, args.quick, log)
+        finally:
+            torch.set_num_threads(threads)
         print(f"Wrote {args.out}/{', '.join(written)} in {time.perf_counter() - start:.1f} s")
         return 0
 
@@ -184,7 +191,7 @@ def resolve(model: type[S], args: argparse.Namespace) -> S:
              for key, field in model.model_fields.items() if getattr(args, key) is not None}
     file = f"{args.config}: "
     for update, source, prefix in (({}, file, ""), (quick if args.quick else {}, file, "quick."),
-                                   (apply_overrides({}, args.overrides), "", ""), (flags, "", "--")):
+                                   (dict(map(parse_override, args.overrides)), "", ""), (flags, "", "--")):
         values.update(update)
         settings = _validated(model, values, source, prefix)
     settings.check()
@@ -211,11 +218,7 @@ def subplots(rows: int, columns: int, figsize: tuple[float, float], **options: A
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return f"{value:.4g}"
+        return f"{value:.4g}"  # nan, inf and -inf as such
     return "" if value is None else str(value)
 
 
@@ -227,21 +230,21 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (repr(v) if isinstance(v, float) else ("" if v is None else v)) for k, v in row.items()})
+    writer.writerows({k: repr(v) if isinstance(v, float) else v for k, v in row.items()} for row in rows)  # None: ""
     return buffer.getvalue()
 
 
-def _cells(rows: list[dict[str, Any]], columns: Sequence[str] | None) -> tuple[list[str], list[list[str]]]:
+def _cells(rows: list[dict[str, Any]], columns: Sequence[str] | None) -> list[list[str]]:
+    """The header (``columns``, or the first row's keys), then each row's cells."""
     columns = list(columns or rows[0])
-    return columns, [[_cell(row.get(c)) for c in columns] for row in rows]
+    return [columns] + [[_cell(row.get(c)) for c in columns] for row in rows]
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """Rows as a GitHub markdown table, floats with 4 significant digits."""
     if not rows:
         return "(no rows)\n"
-    columns, cells = _cells(rows, columns)
+    columns, *cells = _cells(rows, columns)
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells]) + "\n"
 
@@ -250,8 +253,6 @@ def text_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None)
     """Rows as a plain aligned table for the terminal."""
     if not rows:
         return "(no rows)\n"
-    columns, cells = _cells(rows, columns)
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    out = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-    out += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-    return "\n".join(out) + "\n"
+    table = _cells(rows, columns)
+    widths = [max(map(len, column)) for column in zip(*table)]
+    return "".join("  ".join(cell.rjust(w) for cell, w in zip(cells, widths)) + "\n" for cells in table)

@@ -31,33 +31,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
-import torch
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from rl_adaloss import experiments
 from rl_adaloss.errors import UsageError
-from rl_adaloss.experiments import (
-    ExperimentSettings,
-    cli,
-    csv_text,
-    make_optimizer,
-    markdown_header,
-    markdown_table,
-    settled_index,
-    subplots,
-    text_table,
-)
 from rl_adaloss.io import save_figure, write_atomic
 from rl_adaloss.schema import Positive
 
 NAME = "linreg"
 Method = Literal["adaloss", "adagradnorm", "sgd", "sgd_decaysqrt"]
 METHODS = get_args(Method)
-LABELS = {
-    "adaloss": "AdaLoss",
-    "adagradnorm": "AdaGrad-Norm",
-    "sgd": "SGD-Constant",
-    "sgd_decaysqrt": "SGD-DecaySqrt",
-}
+LABELS = {"adaloss": "AdaLoss", "adagradnorm": "AdaGrad-Norm", "sgd": "SGD-Constant", "sgd_decaysqrt": "SGD-DecaySqrt"}
 #: ||w_t - w*||^2 range over which the GD rate is fitted: past the transient, above float64 round-off.
 FIT_RANGE = (1e-24, 1e-16)
 COLORS = {"adaloss": "C3", "adagradnorm": "C0", "sgd": "C2", "sgd_decaysqrt": "C1"}
@@ -89,7 +73,7 @@ def check_windows(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
 Windows = Annotated[list[tuple[int, int]], BeforeValidator(parse_windows), AfterValidator(check_windows)]
 
 
-class Settings(ExperimentSettings):
+class Settings(experiments.ExperimentSettings):
     """The full run's settings; ``rl_adaloss/configs/linreg.yaml`` holds the ``quick`` overlay."""
 
     # stochastic (Figure 1): F(w) = ||Xw - y||^2 / (2n), y = X w*
@@ -177,10 +161,8 @@ def run_stochastic(X: np.ndarray, y: np.ndarray, method: str, b0: float, *, iter
     the step size stays the optimizer's last one.
     """
     n, d = X.shape
-    w = torch.zeros(d, dtype=torch.float64)
-    w.grad = torch.zeros(d, dtype=torch.float64)
+    w, opt = experiments.trainable(np.zeros(d), method, eta, b0, alpha, c)
     w_np, g_np = w.numpy(), w.grad.numpy()  # share memory with the tensors the optimizer updates
-    opt = make_optimizer(method, [w], eta, b0, alpha, c)
     rows = np.random.default_rng(seed).integers(n, size=(iters, batch_size))
 
     def full_loss() -> float:
@@ -211,17 +193,16 @@ def run_stochastic(X: np.ndarray, y: np.ndarray, method: str, b0: float, *, iter
                 optimizer=opt)
 
 
-def stochastic_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """All (method, b0, seed) runs; returns the CSV rows (one per method, b0, window) and raw curves for plots."""
+def stochastic_experiment(s: Settings, log=print) -> list[dict[str, Any]]:
+    """All (method, b0, seed) runs; returns the CSV rows (one per method, b0, window)."""
     X, y, _ = make_problem(s.n, s.d, s.col_scale_min, s.data_seed)
-    rows, curves = [], {}
+    rows = []
     for method in s.methods:
         for b0 in s.b0_grid:
             runs = [run_stochastic(X, y, method, b0, iters=s.iters, batch_size=s.batch_size, eta=s.eta,
                                    alpha=s.alpha, c=s.c, seed=seed, blowup=s.blowup)
                     for seed in range(s.seeds)]
             n_div = sum(r["diverged"] is not None for r in runs)
-            curves[(method, b0)] = runs
             for first, last in s.windows:
                 per_seed = [float(np.mean(r["loss"][first - 1:last])) for r in runs]
                 eff = [float(np.mean(r["eff_lr"][first - 1:last])) for r in runs]
@@ -229,11 +210,10 @@ def stochastic_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]],
                     method=method, b0=float(b0), window=f"{first}-{last}", loss_mean=float(np.mean(per_seed)),
                     loss_min=float(np.min(per_seed)), loss_max=float(np.max(per_seed)),
                     rel_loss_mean=float(np.mean([p / r["loss0"] for p, r in zip(per_seed, runs)])),
-                    eff_lr_mean=float(np.mean(eff)), diverged_seeds=n_div, seeds=len(runs),
-                ))
+                    eff_lr_mean=float(np.mean(eff)), diverged_seeds=n_div, seeds=len(runs)))
             log(f"  {LABELS[method]:<14} b0={b0:<8g} last-window loss {rows[-1]['loss_mean']:.3g}"
                 f"  eff lr {rows[-1]['eff_lr_mean']:.3g}  diverged {n_div}/{len(runs)}")
-    return rows, curves
+    return rows
 
 
 # -- deterministic runs ------------------------------------------------------------------------------------------
@@ -243,10 +223,8 @@ def run_gd(X: np.ndarray, y: np.ndarray, w_star: np.ndarray, method: str, b0: fl
            eta: float, alpha: float, max_iters: int, stop_err: float) -> dict[str, np.ndarray]:
     """Full-batch GD on ``1/2 ||Xw - y||^2``. Arrays over ``t = 0..T``: ``b`` (``b_t``, ``b_0 = b0``), ``loss``
     (``F(w_t)``) and ``err`` (``||w_t - w*||^2``). Stops once ``err <= stop_err``."""
-    w = torch.tensor(w0, dtype=torch.float64)
-    w.grad = torch.zeros_like(w)
+    w, opt = experiments.trainable(w0, method, eta, b0, alpha)
     w_np, g_np = w.numpy(), w.grad.numpy()
-    opt = make_optimizer(method, [w], eta, b0, alpha)
     bs, losses, errs = [b0], [], []
     for _ in range(max_iters + 1):
         r = X @ w_np - y
@@ -259,11 +237,6 @@ def run_gd(X: np.ndarray, y: np.ndarray, w_star: np.ndarray, method: str, b0: fl
         opt.step(loss=losses[-1])
         bs.append(opt.b[0])
     return dict(b=np.array(bs[:len(losses)]), loss=np.array(losses), err=np.array(errs))
-
-
-def first_index(mask: np.ndarray) -> int | None:
-    hits = np.flatnonzero(mask)
-    return int(hits[0]) if hits.size else None
 
 
 def gd_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]:
@@ -284,24 +257,20 @@ def gd_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]], dict[st
                 run = run_gd(X, y, w_star, method, b0, w_star - dist * u, eta=eta, alpha=s.gd_alpha,
                              max_iters=s.gd_max_iters, stop_err=min(min(eps_list), FIT_RANGE[0]) / 10)
                 curves[(method, frac, dist)] = run
-                n_cross = first_index(run["b"] > critical)
+                crossed = np.flatnonzero(run["b"] > critical)
+                n_cross = int(crossed[0]) if crossed.size else None
                 b_final = float(run["b"][-1])
                 # Fit the asymptotic rate, after the crossing, well past the transient and above round-off.
                 fit = (run["err"] <= FIT_RANGE[1]) & (run["err"] >= FIT_RANGE[0])
                 if n_cross is not None:
                     fit[:n_cross] = False
-                if fit.sum() >= 3:
-                    steps = np.flatnonzero(fit)
-                    slope = np.polyfit(steps, np.log(run["err"][steps]), 1)[0]
-                    rate = float(math.exp(slope))
-                else:
-                    rate = float("nan")
+                rate = experiments.fitted_rate(run["err"], fit)
                 predicted = float(np.max((1 - eta * eigs / b_final) ** 2))
                 row = dict(method=method, b0_frac=float(frac), b0=b0, init_dist=float(dist),
                            steps_to_critical=n_cross, b_final=b_final, b_final_over_critical=b_final / critical,
                            max_loss_over_initial=float(run["loss"].max() / run["loss"][0]))
                 for eps in eps_list:
-                    row[f"T(eps={eps:g})"] = settled_index(run["err"] <= eps)
+                    row[f"T(eps={eps:g})"] = experiments.settled_index(run["err"] <= eps)
                 row.update(rate_fitted=rate, rate_predicted=predicted,
                            old_estimate_steps_to_critical=((eta * lam1) ** 2 - 4 * b0 ** 2) / eps_list[-1])
                 rows.append(row)
@@ -319,7 +288,7 @@ def plot_stochastic(rows, s, path: Path) -> None:
     windows = [f"{a}-{b}" for a, b in s.windows]
     finite = [r["loss_mean"] for r in rows if math.isfinite(r["loss_mean"]) and r["loss_mean"] > 0]
     ceiling = 10 * max(finite) if finite else 1.0
-    fig, axes = subplots(2, len(windows), figsize=(3.6 * len(windows), 5.6), squeeze=False)
+    fig, axes = experiments.subplots(2, len(windows), figsize=(3.6 * len(windows), 5.6), squeeze=False)
     for j, window in enumerate(windows):
         top, bottom = axes[0, j], axes[1, j]
         for method in s.methods:
@@ -332,9 +301,8 @@ def plot_stochastic(rows, s, path: Path) -> None:
             bottom.plot(b0s, [r["eff_lr_mean"] for r in sel], "o-", color=COLORS[method], ms=4)
         top.set(xscale="log", yscale="log", title=f"loss, iterations [{window.replace('-', ', ')}]")
         bottom.set(xscale="log", yscale="log", xlabel="b₀", title="effective step size η/b_t")
-        if j == 0:
-            top.set_ylabel("average loss F(w_t)")
-            bottom.set_ylabel("average step size")
+    axes[0, 0].set_ylabel("average loss F(w_t)")
+    axes[1, 0].set_ylabel("average step size")
     axes[0, 0].legend(fontsize=7, title="x = diverged", title_fontsize=7)
     fig.suptitle(f"Stochastic linear regression (n={s.n}, d={s.d}, batch {s.batch_size}, "
                  f"eta={s.eta:g}, {s.seeds} seeds)", fontsize=10)
@@ -346,7 +314,7 @@ def plot_gd(curves, constants, s, path: Path) -> None:
 
     methods = s.gd_methods
     dist = s.gd_init_dists[0]
-    fig, axes = subplots(len(methods), 2, figsize=(8.5, 2.9 * len(methods)), squeeze=False)
+    fig, axes = experiments.subplots(len(methods), 2, figsize=(8.5, 2.9 * len(methods)), squeeze=False)
     for i, method in enumerate(methods):
         for k, frac in enumerate(s.gd_b0_fracs):
             run = curves[(method, frac, dist)]
@@ -383,9 +351,8 @@ def summarize(rows, s) -> dict[str, Any]:
     sel = {(r["method"], r["b0"]): r for r in rows if r["window"] == last}
     out: dict[str, Any] = {"window": last}
     for method in s.methods:
-        small = [b0 for b0 in s.b0_grid
-                 if sel[(method, b0)]["diverged_seeds"] == 0 and sel[(method, b0)]["rel_loss_mean"] <= s.small_loss]
-        out[f"{method}_small_at"] = small
+        out[f"{method}_small_at"] = [b0 for b0 in s.b0_grid if sel[(method, b0)]["diverged_seeds"] == 0
+                                     and sel[(method, b0)]["rel_loss_mean"] <= s.small_loss]
         out[f"{method}_diverged_at"] = [b0 for b0 in s.b0_grid if sel[(method, b0)]["diverged_seeds"]]
     if "adaloss" in s.methods and "adagradnorm" in s.methods:
         out["adaloss_better_at"] = [b0 for b0 in s.b0_grid
@@ -394,56 +361,52 @@ def summarize(rows, s) -> dict[str, Any]:
 
 
 def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list[str]:
-    rows, _ = stochastic_experiment(s, log=log)
+    rows = stochastic_experiment(s, log=log)
     gd_rows, gd_curves, constants = gd_experiment(s, log=log)
     summary = summarize(rows, s)
     plot_stochastic(rows, s, out / "linreg.png")
     plot_gd(gd_curves, constants, s, out / "linreg_gd.png")
-    write_atomic(out / "linreg.csv", csv_text(rows))
-    write_atomic(out / "linreg_gd.csv", csv_text(gd_rows))
+    write_atomic(out / "linreg.csv", experiments.csv_text(rows))
+    write_atomic(out / "linreg_gd.csv", experiments.csv_text(gd_rows))
 
     windows = [f"{a}-{b}" for a, b in s.windows]
-    md = [markdown_header("Linear regression: AdaLoss vs AdaGrad-Norm vs SGD", NAME, quick, s),
+    md = [experiments.markdown_header("Linear regression: AdaLoss vs AdaGrad-Norm vs SGD", NAME, quick, s),
           "\n## Stochastic setting (Figure 1)\n",
           "Loss is the full average loss F(w_t) = ||Xw_t - y||^2/(2n), averaged over the window and then over seeds "
           "(`div`: at least one seed diverged). Step size is `effective_lr` (eta/b_t), averaged likewise.\n"]
     for window in windows:
-        md += [f"\n### Window {window}: loss\n", markdown_table(matrix_rows(rows, s, window, "loss_mean")),
+        md += [f"\n### Window {window}: loss\n", experiments.markdown_table(matrix_rows(rows, s, window, "loss_mean")),
                f"\n### Window {window}: effective step size\n",
-               markdown_table(matrix_rows(rows, s, window, "eff_lr_mean"))]
-    md += ["\n### Summary (last window)\n",
-           "\n".join(f"- `{k}`: {v}" for k, v in summary.items()) + "\n",
+               experiments.markdown_table(matrix_rows(rows, s, window, "eff_lr_mean"))]
+    md += ["\n### Summary (last window)\n", "\n".join(f"- `{k}`: {v}" for k, v in summary.items()) + "\n",
            "\n## Deterministic setting (Lemma 1, Theorem 1)\n",
-           f"F(w) = ||Xw - y||^2/2, lambda_1 = {constants['lambda_1']:.6g} (largest eigenvalue of X^T X), "
-           f"lambda_min = {constants['lambda_min']:.6g}, eta = {constants['eta']:g}, critical value "
-           f"eta*lambda_1/2 = {constants['critical']:.6g}. `steps_to_critical`: first t with b_t > eta*lambda_1/2; "
-           "`T(eps=...)`: first t from which ||w_t - w*||^2 <= eps holds for good; "
-           "`rate_fitted`: per-step factor of ||w_t - w*||^2 "
-           "fitted after the crossing, where 1e-16 >= ||w_t - w*||^2 >= 1e-24; "
-           "`rate_predicted`: max_i (1 - eta*lambda_i/b_final)^2; "
-           "`old_estimate_steps_to_critical`: ((eta*lambda_1)^2 - 4 b0^2)/eps for the smallest eps, the count the "
-           "pre-Theorem-1 analysis allows.\n\n",
-           markdown_table(gd_rows)]
+           f"F(w) = ||Xw - y||^2/2, lambda_1 = {constants['lambda_1']:.6g} (largest eigenvalue of X^T X), lambda_min "
+           f"= {constants['lambda_min']:.6g}, eta = {constants['eta']:g}, critical value eta*lambda_1/2 = "
+           f"{constants['critical']:.6g}. `steps_to_critical`: first t with b_t > eta*lambda_1/2; `T(eps=...)`: first "
+           "t from which ||w_t - w*||^2 <= eps holds for good; `rate_fitted`: per-step factor of ||w_t - w*||^2 "
+           "fitted after the crossing, where 1e-16 >= ||w_t - w*||^2 >= 1e-24; `rate_predicted`: max_i (1 - "
+           "eta*lambda_i/b_final)^2; `old_estimate_steps_to_critical`: ((eta*lambda_1)^2 - 4 b0^2)/eps for the "
+           "smallest eps, the count the pre-Theorem-1 analysis allows.\n\n", experiments.markdown_table(gd_rows)]
     write_atomic(out / "linreg.md", "".join(md))
 
     # The terminal summary: the last window as a method x b0 table, then the GD counts.
     last = windows[-1]
     print(f"Stochastic linear regression (n={s.n}, d={s.d}, {s.iters} steps, {s.seeds} seeds): "
           f"average loss over iterations {last} ('div' = diverged)")
-    print(text_table(matrix_rows(rows, s, last, "loss_mean")))
+    print(experiments.text_table(matrix_rows(rows, s, last, "loss_mean")))
     print(f"Average effective step size eta/b_t over iterations {last}")
-    print(text_table(matrix_rows(rows, s, last, "eff_lr_mean")))
+    print(experiments.text_table(matrix_rows(rows, s, last, "eff_lr_mean")))
     print(f"Deterministic GD from b0 < eta*lambda_1/2 = {constants['critical']:.4g}: steps until b_t crosses it, "
           "steps to ||w-w*||^2 <= eps, fitted vs predicted rate")
     eps_cols = [k for k in gd_rows[0] if k.startswith("T(eps=")] if gd_rows else []
     cols = ["method", "b0", "init_dist", "steps_to_critical", eps_cols[0], eps_cols[-1], "rate_fitted",
             "rate_predicted"] if eps_cols else None
-    print(text_table(gd_rows, cols))
+    print(experiments.text_table(gd_rows, cols))
     return ["linreg.png", "linreg_gd.png", "linreg.csv", "linreg_gd.csv", "linreg.md"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli(Settings, NAME, DESCRIPTION, run, argv)
+    return experiments.cli(Settings, NAME, DESCRIPTION, run, argv)
 
 
 if __name__ == "__main__":

@@ -35,27 +35,16 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from rl_adaloss import experiments
 from rl_adaloss.errors import UsageError
-from rl_adaloss.experiments import (
-    ExperimentSettings,
-    cli,
-    csv_text,
-    make_optimizer,
-    markdown_header,
-    markdown_table,
-    settled_index,
-    subplots,
-    text_table,
-)
 from rl_adaloss.io import save_figure, write_atomic
 from rl_adaloss.schema import Positive
 
 NAME = "two_layer"
 LABELS = {"adaloss": "AdaLoss", "adagradnorm": "AdaGrad-Norm", "gd": "GD (constant step)"}
-COLORS = {"adaloss": "C3", "adagradnorm": "C0"}
 
 
-class Settings(ExperimentSettings):
+class Settings(experiments.ExperimentSettings):
     """The full run's settings; ``rl_adaloss/configs/two_layer.yaml`` holds the ``quick`` overlay."""
 
     n: int = Field(40, ge=2, description="training points (unit inputs in R^d, labels +-1)")
@@ -149,18 +138,12 @@ def init_network(d: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
     return W, a
 
 
-def forward(X: torch.Tensor, W: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pre-activations ``Z = X W`` and outputs ``u = ReLU(Z) a / sqrt(m)``."""
-    Z = X @ W
-    return Z, torch.relu(Z) @ a / math.sqrt(W.shape[1])
-
-
 def loss_and_grad(X: torch.Tensor, y: torch.Tensor, W: torch.Tensor, a: torch.Tensor,
                   scale: float = 1.0) -> tuple[float, float, torch.Tensor]:
     """``scale * 1/2 ||y - u||^2``, ``scale * ||y - u||^2`` and the gradient of the first with respect to ``W``:
     ``dL/dw_r = scale * (1/sqrt(m)) a_r sum_i (u_i - y_i) 1{w_r^T x_i > 0} x_i``."""
-    Z, u = forward(X, W, a)
-    r = u - y
+    Z = X @ W  # pre-activations; the outputs are u = ReLU(Z) a / sqrt(m)
+    r = torch.relu(Z) @ a / math.sqrt(W.shape[1]) - y
     sq = float(r @ r)
     grad = X.T @ ((Z > 0).to(X.dtype) * (r[:, None] * a[None, :])) * (scale / math.sqrt(W.shape[1]))
     return 0.5 * scale * sq, scale * sq, grad
@@ -171,9 +154,7 @@ def train_gd(X, y, W0, a, method: str, *, eta: float, b0: float = 1.0, alpha: fl
     """Full-batch GD. ``loss[k] = L(W(k))`` for ``k = 0..K``; ``b[k]`` is ``b_k`` (``b_0 = b0``; 1 for plain GD);
     ``eff_lr[k-1]`` is ``opt.effective_lr`` after step ``k``. Stops early if the loss blows up."""
     n = len(y)
-    W = W0.clone()
-    W.grad = torch.zeros_like(W)
-    opt = make_optimizer(method, [W], eta, b0, alpha)
+    W, opt = experiments.trainable(W0, method, eta, b0, alpha)
     losses, bs, eff = [], [b0 if method != "gd" else 1.0], []
     diverged = None
     for k in range(iters + 1):
@@ -197,9 +178,7 @@ def train_sgd(X, y, W0, a, method: str, *, eta: float, b0: float, alpha: float, 
               seed: int, blowup: float) -> dict[str, Any]:
     """Minibatch SGD over reshuffled epochs; ``loss[e]`` is the full training loss after ``e`` epochs."""
     n = len(y)
-    W = W0.clone()
-    W.grad = torch.zeros_like(W)
-    opt = make_optimizer(method, [W], eta, b0, alpha)
+    W, opt = experiments.trainable(W0, method, eta, b0, alpha)
     g = torch.Generator().manual_seed(10_000 + seed)
     losses = [loss_and_grad(X, y, W, a)[0]]
     diverged = None
@@ -218,30 +197,17 @@ def train_sgd(X, y, W0, a, method: str, *, eta: float, b0: float, alpha: float, 
     return dict(loss=np.array(losses), diverged=diverged, b=eta / opt.effective_lr[0])
 
 
-def fit_rate(loss: np.ndarray, high: float, low: float) -> float:
-    """Per-step factor of the loss, fitted on the steps where ``low <= loss/loss[0] <= high``."""
-    rel = loss / loss[0]
-    steps = np.flatnonzero((rel <= high) & (rel >= low))
-    if steps.size < 3:
-        return float("nan")
-    return float(math.exp(np.polyfit(steps, np.log(loss[steps]), 1)[0]))
-
-
 # -- the parts -----------------------------------------------------------------------------------------------------
 
 
 def figure5(s, log) -> list[dict[str, Any]]:
     rows = []
     d = s.fig5_d
-    for family, rho in ((f"nearly orthogonal (d={d})", 0.0), (f"correlated (rho={s.fig5_rho:g}, d={d})",
-                                                               s.fig5_rho)):
+    for family, rho in ((f"nearly orthogonal (d={d})", 0.0), (f"correlated (rho={s.fig5_rho:g}, d={d})", s.fig5_rho)):
         for n in s.fig5_ns:
-            norms, lam0s = [], []
-            for k in range(s.fig5_seeds):
-                X, _ = make_data(n, d, s.data_seed + 100 + k, rho)
-                eig = np.linalg.eigvalsh(h_infinity(X))
-                norms.append(float(eig[-1]))
-                lam0s.append(float(eig[0]))
+            draws = [make_data(n, d, s.data_seed + 100 + k, rho)[0] for k in range(s.fig5_seeds)]
+            eigs = [np.linalg.eigvalsh(h_infinity(X)) for X in draws]
+            norms, lam0s = [float(e[-1]) for e in eigs], [float(e[0]) for e in eigs]
             rows.append(dict(part="fig5", family=family, n=n, d=d, H_norm=float(np.mean(norms)),
                              H_norm_max=float(np.max(norms)), lambda_0=float(np.mean(lam0s)),
                              step_ours=1 / float(np.mean(norms)), step_du=float(np.mean(lam0s)) / n ** 2))
@@ -263,15 +229,15 @@ def theorem2(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
                 curves[(m, name, seed)] = run["loss"]
                 divs += run["diverged"] is not None
                 finals.append(run["loss"][-1] / run["loss"][0] if run["diverged"] is None else float("inf"))
-                rates.append(fit_rate(run["loss"], 1e-3, 1e-24)
+                rel = run["loss"] / run["loss"][0]  # the rate is fitted from 1e-3 down to 1e-24 of the start
+                rates.append(experiments.fitted_rate(run["loss"], (rel <= 1e-3) & (rel >= 1e-24))
                              if run["diverged"] is None else float("nan"))
-                hits.append(settled_index(run["loss"] <= s.near_zero * run["loss"][0]))
+                hits.append(experiments.settled_index(run["loss"] <= s.near_zero * run["loss"][0]))
                 flips.append(float(((X @ run["W"] >= 0) != (X @ W0 >= 0)).double().mean()))
                 moves.append(float((run["W"] - W0).norm() / W0.norm()))
             predicted = float(np.max((1 - eta * eig) ** 2))
-            reached = [h for h in hits if h is not None]
             rows.append(dict(part="thm2", m=m, step=name, eta=eta, final_loss_rel=float(np.mean(finals)),
-                             iters_to_near_zero=max(reached) if len(reached) == len(hits) else None,
+                             iters_to_near_zero=max(hits) if None not in hits else None,
                              rate_fitted=float(np.nanmean(rates)) if not all(map(math.isnan, rates)) else float("nan"),
                              rate_predicted=predicted,
                              iters_predicted=(math.log(1 / s.near_zero) / -math.log(predicted)
@@ -303,7 +269,7 @@ def theorem3(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
                     part="thm3", method=method, alpha=alpha, b0=b0, case="a" if b0 > critical else "b", seed=seed,
                     loss0=float(run["loss"][0]), max_loss_rel=float(run["loss"].max() / run["loss"][0]),
                     final_loss=float(run["loss"][-1]), final_loss_rel=float(run["loss"][-1] / run["loss"][0]),
-                    iters_to_near_zero=settled_index(run["loss"] <= s.near_zero * run["loss"][0]),
+                    iters_to_near_zero=experiments.settled_index(run["loss"] <= s.near_zero * run["loss"][0]),
                     b_final=float(b[-1]), b_change_last_20pct=float((b[-1] - tail) / b[-1]),
                     critical=critical, critical_end=eta * float(H_end[-1]) / 2,
                     W_move_rel=float((run["W"] - W0).norm() / W0.norm()), diverged=run["diverged"] is not None))
@@ -318,8 +284,15 @@ def fig6_methods(s) -> list[tuple[str, float | None]]:
     return [("adagradnorm", None)] + [("adaloss", alpha) for alpha in s.fig6_alphas]
 
 
-def fig6_label(method: str, alpha: float | None) -> str:
+def method_label(method: str, alpha: float | None) -> str:
     return LABELS[method] + ("" if alpha is None else f" a={alpha:g}")
+
+
+def method_color(method: str, alpha: float | None, alphas: list[float]) -> Any:
+    """AdaGrad-Norm's color, or AdaLoss's for ``alpha`` (one of ``alphas``) on the autumn colormap."""
+    from matplotlib import colormaps
+
+    return "C0" if method == "adagradnorm" else colormaps["autumn"](alphas.index(alpha) / max(1, len(alphas)))
 
 
 def figure6(s, X, y, log) -> tuple[list[dict[str, Any]], dict]:
@@ -338,12 +311,12 @@ def figure6(s, X, y, log) -> tuple[list[dict[str, Any]], dict]:
                 curves[(method, alpha, b0, seed)] = run["loss"]
                 divs += run["diverged"] is not None
                 per_seed.append(run["loss"][-1] / run["loss"][0] if run["diverged"] is None else float("inf"))
-                hits.append(settled_index(run["loss"] <= s.near_zero * run["loss"][0]))
+                hits.append(experiments.settled_index(run["loss"] <= s.near_zero * run["loss"][0]))
                 bs.append(run["b"])
             # Geometric mean over seeds (losses span many decades), floored at 1e-30 relative.
             gm = float(np.exp(np.mean(np.log(np.maximum(per_seed, 1e-30)))))
             # Epochs until the loss is near zero: the slowest seed (None if a seed never got there).
-            epochs = max(hits) if all(h is not None for h in hits) else None
+            epochs = max(hits) if None not in hits else None
             finals[(method, alpha)] = (epochs, gm)
             rows.append(dict(part="fig6", method=method, alpha=alpha, b0=b0, epochs_to_near_zero=epochs,
                              final_loss_rel_gmean=gm, final_loss_rel_max=float(np.max(per_seed)),
@@ -353,12 +326,10 @@ def figure6(s, X, y, log) -> tuple[list[dict[str, Any]], dict]:
             if r["method"] == "adaloss":
                 mine_epochs, mine = r["epochs_to_near_zero"], r["final_loss_rel_gmean"]
                 r["adaloss_over_adagradnorm"] = mine / base if base > 0 else float("nan")
-                if base_epochs is not None:
-                    r["holds"] = mine_epochs is not None and mine_epochs <= 1.25 * base_epochs + 1
-                else:
-                    r["holds"] = bool(mine <= 10 * base)
+                r["holds"] = (mine_epochs is not None and mine_epochs <= 1.25 * base_epochs + 1
+                              if base_epochs is not None else bool(mine <= 10 * base))
         log(f"  fig6 b0={b0:<6g} epochs to near-zero, final/initial loss: " + ", ".join(
-            f"{fig6_label(*k)} {v[0]} {v[1]:.3g}" for k, v in finals.items()))
+            f"{method_label(*k)} {v[0]} {v[1]:.3g}" for k, v in finals.items()))
     return rows, curves
 
 
@@ -366,7 +337,7 @@ def figure6(s, X, y, log) -> tuple[list[dict[str, Any]], dict]:
 
 
 def plot_fig5(rows, path: Path) -> None:
-    fig, axes = subplots(1, 2, figsize=(8.5, 3.2))
+    fig, axes = experiments.subplots(1, 2, figsize=(8.5, 3.2))
     for family in dict.fromkeys(r["family"] for r in rows):
         sel = [r for r in rows if r["family"] == family]
         ns = [r["n"] for r in sel]
@@ -382,7 +353,7 @@ def plot_thm2(curves, rows, s, path: Path) -> None:
     from matplotlib import colormaps
 
     widths = s.thm2_widths
-    fig, axes = subplots(1, len(widths), figsize=(4.2 * len(widths), 3.3), squeeze=False, sharey=True)
+    fig, axes = experiments.subplots(1, len(widths), figsize=(4.2 * len(widths), 3.3), squeeze=False, sharey=True)
     names = list(dict.fromkeys(r["step"] for r in rows))
     for j, m in enumerate(widths):
         ax = axes[0, j]
@@ -398,18 +369,14 @@ def plot_thm2(curves, rows, s, path: Path) -> None:
 
 
 def plot_thm3(curves, rows, s, path: Path) -> None:
-    from matplotlib import colormaps
-
-    fig, axes = subplots(1, 2, figsize=(9, 3.4))
-    keys = [k for k in curves if k[3] == 0]
+    fig, axes = experiments.subplots(1, 2, figsize=(9, 3.4))
     styles = ["-", "--", ":", "-."]
-    for method, alpha, b0, _ in keys:
-        run = curves[(method, alpha, b0, 0)]
-        color = COLORS[method] if method == "adagradnorm" else colormaps["autumn"](
-            s.thm3_alphas.index(alpha) / max(1, len(s.thm3_alphas)))
+    for (method, alpha, b0, seed), run in curves.items():
+        if seed:
+            continue
+        color = method_color(method, alpha, s.thm3_alphas)
         ls = styles[s.thm3_b0s.index(b0) % len(styles)]
-        label = f"{LABELS[method]}{'' if alpha is None else f' a={alpha:g}'} b0={b0:g}"
-        axes[0].plot(run["loss"] / run["loss"][0], color=color, ls=ls, label=label)
+        axes[0].plot(run["loss"] / run["loss"][0], color=color, ls=ls, label=f"{method_label(method, alpha)} b0={b0:g}")
         axes[1].plot(run["b"], color=color, ls=ls)
     critical = rows[0]["critical"]
     axes[1].axhline(critical, color="k", lw=1, ls="--", label="η(λ₀+‖H∞‖)/2")
@@ -427,20 +394,17 @@ def plot_thm3(curves, rows, s, path: Path) -> None:
 
 
 def plot_fig6(curves, rows, s, path: Path) -> None:
-    from matplotlib import colormaps
-
     grid = s.fig6_b0_grid
     methods = fig6_methods(s)
-    colors = {m: (COLORS["adagradnorm"] if m[0] == "adagradnorm" else colormaps["autumn"](
-        s.fig6_alphas.index(m[1]) / max(1, len(s.fig6_alphas)))) for m in methods}
-    fig, axes = subplots(1, len(grid) + 1, figsize=(2.6 * (len(grid) + 1), 3.0), squeeze=False)
+    colors = {m: method_color(*m, s.fig6_alphas) for m in methods}
+    fig, axes = experiments.subplots(1, len(grid) + 1, figsize=(2.6 * (len(grid) + 1), 3.0), squeeze=False)
     for j, b0 in enumerate(grid):
         ax = axes[0, j]
         for method, alpha in methods:
             for seed in range(s.seeds):
                 loss = curves[(method, alpha, b0, seed)]
                 ax.plot(loss / loss[0], color=colors[(method, alpha)], alpha=0.8, lw=1,
-                        label=fig6_label(method, alpha) if seed == 0 else None)
+                        label=method_label(method, alpha) if seed == 0 else None)
         ax.set(yscale="log", xlabel="epoch", title=f"b₀={b0:g}", ylim=(1e-32, 1e3))
     axes[0, 0].set_ylabel("L / L(0) (SGD)")
     axes[0, 0].legend(fontsize=6)
@@ -450,8 +414,7 @@ def plot_fig6(curves, rows, s, path: Path) -> None:
         ax.plot([r["b0"] for r in sel], [max(r["final_loss_rel_gmean"], 1e-30) for r in sel], "o-",
                 color=colors[(method, alpha)], ms=4)
     ax.set(xscale="log", yscale="log", xlabel="b₀", title=f"after {s.fig6_epochs} epochs")
-    fig.suptitle(f"Two-layer net, SGD with batch {s.fig6_batch}, eta={s.fig6_eta:g}, m={s.fig6_width}",
-                 fontsize=9)
+    fig.suptitle(f"Two-layer net, SGD with batch {s.fig6_batch}, eta={s.fig6_eta:g}, m={s.fig6_width}", fontsize=9)
     save_figure(fig, path)
 
 
@@ -472,12 +435,11 @@ def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list
     plot_fig6(fig6_curves, fig6_rows, s, out / "two_layer_fig6.png")
 
     # One CSV for all parts: the union of the columns, blank where a part has none.
-    write_atomic(out / "two_layer.csv", csv_text(fig5_rows + thm2_rows + thm3_rows + fig6_rows))
+    write_atomic(out / "two_layer.csv", experiments.csv_text(fig5_rows + thm2_rows + thm3_rows + fig6_rows))
 
     H_norm, lam0 = float(eig[-1]), float(eig[0])
-    header = (f"Data: n={s.n} unit inputs in R^{s.d}, labels +-1. H_inf: lambda_0 = {lam0:.4g}, "
-              f"||H_inf|| = {H_norm:.4g}; Du et al.'s step lambda_0/n^2 = {lam0 / s.n ** 2:.3g} vs "
-              f"1/||H_inf|| = {1 / H_norm:.3g}.")
+    header = (f"Data: n={s.n} unit inputs in R^{s.d}, labels +-1. H_inf: lambda_0 = {lam0:.4g}, ||H_inf|| = "
+              f"{H_norm:.4g}; Du et al.'s step lambda_0/n^2 = {lam0 / s.n ** 2:.3g} vs 1/||H_inf|| = {1 / H_norm:.3g}.")
     thm2_cols = ["m", "step", "eta", "final_loss_rel", "iters_to_near_zero", "iters_predicted", "rate_fitted",
                  "rate_predicted", "pattern_flips", "W_move_rel", "diverged"]
     thm3_cols = ["method", "alpha", "b0", "case", "seed", "max_loss_rel", "final_loss_rel", "iters_to_near_zero",
@@ -485,44 +447,44 @@ def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list
     fig6_cols = ["method", "alpha", "b0", "epochs_to_near_zero", "final_loss_rel_gmean", "final_loss_rel_max",
                  "b_final_mean", "adaloss_over_adagradnorm", "holds", "diverged"]
     fig5_cols = ["family", "n", "d", "H_norm", "lambda_0", "step_ours", "step_du"]
-    md = [markdown_header("Two-layer ReLU network (Du et al. 2019 setting)", NAME, quick, s), f"\n{header}\n",
-          "Losses are relative to the initial loss. `near-zero` = loss <= near_zero x initial loss; "
+    md = [experiments.markdown_header("Two-layer ReLU network (Du et al. 2019 setting)", NAME, quick, s),
+          f"\n{header}\n", "Losses are relative to the initial loss. `near-zero` = loss <= near_zero x initial loss; "
           "`iters_to_near_zero` / `epochs_to_near_zero` count until the loss stays there.\n",
-          "\n## Figure 5: ||H_inf|| vs n\n\n", markdown_table(fig5_rows, fig5_cols),
+          "\n## Figure 5: ||H_inf|| vs n\n\n", experiments.markdown_table(fig5_rows, fig5_cols),
           "\n## Theorem 2: GD with eta = factor/||H_inf|| (and Du et al.'s lambda_0/n^2)\n\n",
           "`rate_predicted` = max_i (1 - eta lambda_i(H_inf))^2 per step; `pattern_flips`: fraction of ReLU "
           "activation patterns that changed; `W_move_rel` = ||W(T) - W(0)||_F / ||W(0)||_F.\n\n",
-          markdown_table(thm2_rows, thm2_cols),
+          experiments.markdown_table(thm2_rows, thm2_cols),
           f"\n## Theorem 3: GD with AdaLoss (critical value eta(lambda_0+||H_inf||)/2 = "
           f"{thm3_rows[0]['critical']:.4g})\n\n",
           "`critical_end` = eta lambda_max(H(W(T)))/2 with the empirical Gram matrix at the end of training; "
-          "`b_change_last_20pct` = (b_T - b_{0.8T})/b_T.\n\n", markdown_table(thm3_rows, thm3_cols),
+          "`b_change_last_20pct` = (b_T - b_{0.8T})/b_T.\n\n", experiments.markdown_table(thm3_rows, thm3_cols),
           "\n## Figure 6: SGD (minibatches), AdaLoss vs AdaGrad-Norm\n\n",
           "`epochs_to_near_zero`: slowest seed. `holds`: where AdaGrad-Norm reaches near-zero loss, AdaLoss does "
           "too within 1.25x its epochs (+1); elsewhere AdaLoss's final loss (geometric mean over seeds) is at most "
-          "10x AdaGrad-Norm's.\n\n", markdown_table(fig6_rows, fig6_cols)]
+          "10x AdaGrad-Norm's.\n\n", experiments.markdown_table(fig6_rows, fig6_cols)]
     write_atomic(out / "two_layer.md", "".join(md))
 
     print(header)
     print("\nFigure 5: ||H_inf|| and lambda_0 vs n (mean over data draws)")
-    print(text_table(fig5_rows, ["family", "n", "H_norm", "lambda_0"]))
+    print(experiments.text_table(fig5_rows, ["family", "n", "H_norm", "lambda_0"]))
     print("Theorem 2: GD, loss after the run relative to the start, fitted vs predicted per-step rate")
-    print(text_table(thm2_rows, ["m", "step", "eta", "final_loss_rel", "iters_to_near_zero", "rate_fitted",
+    print(experiments.text_table(thm2_rows, ["m", "step", "eta", "final_loss_rel", "iters_to_near_zero", "rate_fitted",
                                  "rate_predicted"]))
     print("Theorem 3: GD with AdaLoss (and AdaGrad-Norm) from small (case b) and large (case a) b0, seed 0")
-    print(text_table([r for r in thm3_rows if r["seed"] == 0],
+    print(experiments.text_table([r for r in thm3_rows if r["seed"] == 0],
                      ["method", "alpha", "b0", "case", "max_loss_rel", "final_loss_rel", "iters_to_near_zero",
                       "b_final", "b_change_last_20pct"]))
     print("Figure 6: SGD, epochs to near-zero loss (slowest seed) and final loss relative to the start "
           "(geometric mean over seeds)")
-    print(text_table(fig6_rows, ["method", "alpha", "b0", "epochs_to_near_zero", "final_loss_rel_gmean",
+    print(experiments.text_table(fig6_rows, ["method", "alpha", "b0", "epochs_to_near_zero", "final_loss_rel_gmean",
                                  "adaloss_over_adagradnorm", "holds"]))
     return ["two_layer_fig5.png", "two_layer_thm2.png", "two_layer_thm3.png", "two_layer_fig6.png", "two_layer.csv",
             "two_layer.md"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli(Settings, NAME, DESCRIPTION, run, argv)
+    return experiments.cli(Settings, NAME, DESCRIPTION, run, argv)
 
 
 if __name__ == "__main__":

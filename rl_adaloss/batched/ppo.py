@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from rl_adaloss.batched.envs import BatchedEnv, StepResult, make_batched_env
-from rl_adaloss.batched.optim import MemberOptimizer, clip_grad_norm_per_member
+from rl_adaloss.batched.optim import MemberOptimizer
 from rl_adaloss.batched.policy import BatchedActorCritic
 from rl_adaloss.batched.rng import MemberRNG
 from rl_adaloss.errors import UsageError
@@ -474,7 +474,7 @@ class BatchedPPO:
                 torch.where(active, loss, torch.zeros_like(loss)).sum().backward()
                 losses = {"actor": actor_loss, "critic": critic_loss, "joint": loss}
                 for role, optimizer in self.optimizers.items():
-                    clip_grad_norm_per_member(optimizer.params, self.ppo.max_grad_norm)
+                    optimizer.clip_grad_norm_(self.ppo.max_grad_norm)
                     optimizer.step(losses[role], active)
             self.n_updates += 1
         self._check_finite(finite_losses)

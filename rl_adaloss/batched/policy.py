@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from rl_adaloss.batched.rng import MemberRNG
 from rl_adaloss.errors import UsageError
+from rl_adaloss.optim.base import skip_dynamo_import
 
 __all__ = ["BatchedActorCritic", "ACTIVATIONS"]
 
@@ -115,7 +116,9 @@ class BatchedActorCritic:
             share_features_extractor=share_features_extractor,
         )
         self.observation_space, self.action_space = observation_space, action_space
-        # Member k's initial weights: an SB3 policy built right after torch.manual_seed(seeds[k]).
+        # Member k's initial weights: an SB3 policy built right after torch.manual_seed(seeds[k]) (which builds
+        # an optimizer too).
+        skip_dynamo_import()
         states = []
         for seed in seeds:
             with torch.random.fork_rng(devices=[]):

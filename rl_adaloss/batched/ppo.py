@@ -132,13 +132,13 @@ class BatchedVecNormalize:
         result = self.env.step(actions)
         if self.training and self.settings.obs:
             self.obs_rms.update(result.obs)
-        obs = self.normalize_obs(result.obs)
+        # Both at once (elementwise, so each as on its own): one pass of the per-step ops, one sqrt of the variance.
+        obs, terminal = self.normalize_obs(torch.stack([result.obs, result.terminal_obs])).unbind(0)
         if self.training and self.settings.reward:
             self.returns = self.returns * self.settings.gamma + result.reward
             self.ret_rms.update(self.returns)
         reward = self.normalize_reward(result.reward)
-        terminal = self.normalize_obs(result.terminal_obs)
-        self.returns[result.done] = 0
+        self.returns.masked_fill_(result.done, 0)
         return StepResult(obs, reward, result.terminated, result.truncated, terminal)
 
     def freeze_copy_stats_from(self, other: BatchedVecNormalize) -> None:
@@ -442,7 +442,8 @@ class BatchedPPO:
                     advantages = (advantages - advantages.mean(dim=1, keepdim=True)) / (
                         advantages.std(dim=1, keepdim=True) + 1e-8
                     )
-                ratio = torch.exp(log_prob - old_log_prob)
+                log_ratio = log_prob - old_log_prob
+                ratio = torch.exp(log_ratio)
                 policy_loss_1 = advantages * ratio
                 policy_loss_2 = advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
                 policy_loss = -torch.min(policy_loss_1, policy_loss_2).mean(dim=1)
@@ -456,9 +457,7 @@ class BatchedPPO:
                 entropy_loss = -torch.mean(entropy, dim=1)
                 actor_loss = policy_loss + self.ppo.ent_coef * entropy_loss
                 critic_loss = self.ppo.vf_coef * value_loss
-                loss = actor_loss + critic_loss
-                log_ratio = log_prob - old_log_prob
-                approx_kl = torch.mean((torch.exp(log_ratio) - 1) - log_ratio, dim=1)
+                approx_kl = torch.mean((ratio - 1) - log_ratio, dim=1)
                 # AdaLossPPO records the losses (and checks them for NaN) before target_kl's break.
                 records = torch.stack(
                     [policy_loss, value_loss, entropy_loss, actor_loss, critic_loss, clip_fraction, approx_kl]
@@ -493,7 +492,9 @@ class BatchedPPO:
                     grad_values = torch.where(in_range_vf, grad_values, 0.0)
                 grad_entropy = -(grad_loss * self.ppo.ent_coef) / n
                 self.policy.backward(saved, grad_values, grad_log_prob, grad_entropy)
-                losses = {"actor": actor_loss, "critic": critic_loss, "joint": loss}
+                losses = {"actor": actor_loss, "critic": critic_loss}
+                if "joint" in self.optimizers:
+                    losses["joint"] = actor_loss + critic_loss
                 for role, optimizer in self.optimizers.items():
                     optimizer.clip_grad_norm_(self.ppo.max_grad_norm)
                     optimizer.step(losses[role], active)

@@ -244,15 +244,15 @@ class BatchedActorCritic:
         """The action distribution's (mean, scale), each (K, B, action_dim)."""
         mean = self._linear(latent_pi, self.params["action_net.weight"], self.params["action_net.bias"])
         if self.use_sde:
-            variance = _member_bmm(latent_pi.detach() ** 2, self._sde_std() ** 2)
+            variance = _member_bmm(latent_pi.detach().square(), self._sde_std().square())
             return mean, torch.sqrt(variance + _SDE_EPSILON)
         return mean, torch.ones_like(mean) * self.params["log_std"].exp().unsqueeze(1)
 
     @staticmethod
     def log_prob(actions: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
         """torch's ``Normal.log_prob``, summed over the action dimension: (K, B)."""
-        var = scale**2
-        return (-((actions - mean) ** 2) / (2 * var) - scale.log() - _LOG_SQRT_2PI).sum(dim=-1)
+        var = scale.square()
+        return (-(actions - mean).square() / (2 * var) - scale.log() - _LOG_SQRT_2PI).sum(dim=-1)
 
     @staticmethod
     def entropy(scale: Tensor) -> Tensor:
@@ -305,10 +305,10 @@ class BatchedActorCritic:
         actions, mean, scale = saved["actions"], saved["mean"], saved["scale"]
         shape = mean.shape
         diff = actions - mean
-        twice_var = 2 * scale**2
+        twice_var = 2 * scale.square()
         grad_q = grad_log_prob.unsqueeze(-1).expand(shape)
         grad_scale = grad_entropy.unsqueeze(-1).expand(shape) / scale + (-grad_q) / scale
-        grad_twice_var = -grad_q * ((-(diff**2) / twice_var) / twice_var)
+        grad_twice_var = -grad_q * ((-diff.square() / twice_var) / twice_var)
         grad_scale = grad_scale + (grad_twice_var * 2) * (2 * scale)
         grad_mean = -((-(grad_q / twice_var)) * (2 * diff))
         latent_pi = saved["pi"][-1][2]
@@ -318,7 +318,7 @@ class BatchedActorCritic:
             # scale = sqrt(latent_pi**2 @ std**2 + eps), latent_pi detached (SB3's learn_features=False).
             grad_variance = grad_scale / (2 * scale)
             std = self._sde_std()
-            grad_std = _member_bmm((latent_pi**2).transpose(1, 2), grad_variance) * (2 * std)
+            grad_std = _member_bmm(latent_pi.square().transpose(1, 2), grad_variance) * (2 * std)
             if not self.full_std:
                 grad_std = grad_std.sum(dim=-1, keepdim=True)
             if self.use_expln:  # _sde_std's two branches, each times its mask

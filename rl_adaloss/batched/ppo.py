@@ -81,7 +81,7 @@ class RunningMeanStd:
         delta = batch_mean - self.mean
         tot_count = count + batch_count
         new_mean = self.mean + delta * batch_count / tot_count
-        m_2 = self.var * count + batch_var * batch_count + delta**2 * count * batch_count / tot_count
+        m_2 = self.var * count + batch_var * batch_count + delta.square() * count * batch_count / tot_count
         self.mean, self.var, self.count = new_mean, m_2 / tot_count, self.count + batch_count
 
 
@@ -453,7 +453,7 @@ class BatchedPPO:
                 else:
                     values_change = values - old_values
                     values_pred = old_values + torch.clamp(values_change, -clip_range_vf, clip_range_vf)
-                value_loss = ((returns - values_pred) ** 2).mean(dim=1)
+                value_loss = (returns - values_pred).square().mean(dim=1)
                 entropy_loss = -torch.mean(entropy, dim=1)
                 actor_loss = policy_loss + self.ppo.ent_coef * entropy_loss
                 critic_loss = self.ppo.vf_coef * value_loss

@@ -139,3 +139,28 @@ def test_unsupported_options_are_refused():
         BatchedActorCritic([0], obs_space, act_space, use_sde=True, squash_output=True)
     with pytest.raises(UsageError, match="Box"):
         BatchedActorCritic([0], obs_space, gymnasium.spaces.Discrete(3))
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu", "leaky_relu", "gelu", "silu"])
+@pytest.mark.parametrize("variant", list(VARIANTS), ids=list(VARIANTS))
+@pytest.mark.parametrize("members", [1, 3])
+def test_hand_backward_is_autograds_bit_for_bit(variant, activation, members):
+    """BatchedActorCritic.backward (what the update runs) gives the gradients autograd gives, bit for bit."""
+    obs_space, act_space = spaces()
+    kwargs = {**VARIANTS[variant], "activation_fn": activation}
+    batched = BatchedActorCritic(SEEDS[:members], obs_space, act_space, **kwargs)
+    with torch.no_grad():
+        for param in batched.params.values():  # log_std on both sides of 0 (expln's two branches)
+            param.add_(0.3 * torch.randn_like(param))
+    torch.manual_seed(1)
+    obs, actions = torch.randn(members, 20, 3) * 2, torch.randn(members, 20, 1)
+    upstream = [torch.randn(members, 20) for _ in range(3)]  # d loss / d (values, log-prob, entropy)
+    outputs = batched.evaluate_actions(obs, actions)[:3]
+    sum((g * out).sum() for g, out in zip(upstream, outputs)).backward()
+    expected = {name: p.grad for name, p in batched.params.items()}
+    saved = {}
+    with torch.no_grad():
+        batched.evaluate_actions(obs, actions, saved)
+    batched.backward(saved, *upstream)
+    for name, param in batched.params.items():
+        assert torch.equal(param.grad, expected[name]), name

@@ -156,7 +156,7 @@ class BatchedPendulum(BatchedEnv):
         # and ``3.0 / (m l^2) * u`` are float32 products, added to float64 terms.
         u = action[..., 0].clamp(-self.max_torque, self.max_torque)
         angle = torch.remainder(th + math.pi, 2 * math.pi) - math.pi
-        costs = angle**2 + 0.1 * thdot**2 + (0.001 * (u**2)).to(torch.float64)
+        costs = angle.square() + 0.1 * thdot.square() + (0.001 * u.square()).to(torch.float64)
         push = (3.0 / (self.m * self.l**2) * u).to(torch.float64)
         newthdot = thdot + (3 * self.g / (2 * self.l) * torch.sin(th) + push) * self.dt
         newthdot = newthdot.clamp(-self.max_speed, self.max_speed)
@@ -199,11 +199,11 @@ class BatchedCartPoleSwingUp(BatchedEnv):
         m_p, g, M, b, l, mpl = (  # noqa: E741 - the model's symbols
             self.mass_pole, self.gravity, self.total_mass, self.friction, self.pole_length, self.mpl
         )
-        x_acc = (-2.0 * mpl * theta_dot**2 * s + 3.0 * m_p * g * s * c + 4.0 * force - 4.0 * b * x_dot) / (
-            4.0 * M - 3.0 * m_p * c**2
+        x_acc = (-2.0 * mpl * theta_dot.square() * s + 3.0 * m_p * g * s * c + 4.0 * force - 4.0 * b * x_dot) / (
+            4.0 * M - 3.0 * m_p * c.square()
         )
-        theta_acc = (-3.0 * mpl * theta_dot**2 * s * c + 6.0 * M * g * s + 6.0 * (force - b * x_dot) * c) / (
-            4.0 * l * M - 3.0 * mpl * c**2
+        theta_acc = (-3.0 * mpl * theta_dot.square() * s * c + 6.0 * M * g * s + 6.0 * (force - b * x_dot) * c) / (
+            4.0 * l * M - 3.0 * mpl * c.square()
         )
         new = torch.stack(
             [

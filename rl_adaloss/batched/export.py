@@ -49,12 +49,11 @@ def _member_scalar(value: Any, k: int, members: int, like: Any) -> Any:
     return value
 
 
-def _member_param_state(state: dict[str, Any], k: int, members: int, member_axis: bool) -> dict[str, Any]:
+def _member_param_state(state: dict[str, Any]) -> dict[str, Any]:
+    """One member's state of one parameter (member axis already indexed), as an ordinary optimizer keeps it."""
     out = {}
     for key, value in state.items():
         if isinstance(value, Tensor):
-            if member_axis and value.dim() > 0 and value.shape[0] == members:
-                value = value[k]
             value = value.detach().clone().cpu()
             if key == "step":  # torch's optimizers (and ours without members) keep a float32 0-dim count
                 value = value.reshape(()).to(torch.float32)
@@ -70,11 +69,11 @@ def member_optimizer_state(member_optimizer, k: int, target: torch.optim.Optimiz
     engine_index = {engine_names[id(p)]: i for i, p in enumerate(member_optimizer.params)}
     if member_optimizer.member_axis:
         source = member_optimizer.optimizer
-        per_param = [_member_param_state(source.state.get(p, {}), k, members, True) for p in member_optimizer.params]
+        per_param = [_member_param_state(state) for state in member_optimizer.member_state(k)]
         group = source.param_groups[0]
     else:
         source = member_optimizer.optimizers[k]
-        per_param = [_member_param_state(source.state.get(v, {}), k, members, False) for v in member_optimizer.views[k]]
+        per_param = [_member_param_state(source.state.get(v, {})) for v in member_optimizer.views[k]]
         group = source.param_groups[0]
     state = target.state_dict()
     if len(state["param_groups"]) != 1:

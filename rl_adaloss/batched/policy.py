@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from rl_adaloss.batched.rng import MemberRNG
 from rl_adaloss.errors import UsageError
+from rl_adaloss.optim.base import skip_dynamo_import
 
 __all__ = ["BatchedActorCritic", "ACTIVATIONS"]
 
@@ -50,6 +51,15 @@ _ACTIVATION_MODULES = {
     "leaky_relu": nn.LeakyReLU,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
+}
+#: Each activation's backward, ``(grad_out, input, output) -> grad_in``: autograd's formula for it.
+_ACTIVATION_BACKWARD = {
+    "tanh": lambda g, z, h: torch.ops.aten.tanh_backward(g, h),
+    "relu": lambda g, z, h: torch.ops.aten.threshold_backward(g, h, 0),
+    "elu": lambda g, z, h: torch.ops.aten.elu_backward(g, 1.0, 1, 1, False, z),
+    "leaky_relu": lambda g, z, h: torch.ops.aten.leaky_relu_backward(g, z, 0.01, False),
+    "gelu": lambda g, z, h: torch.ops.aten.gelu_backward(g, z),
+    "silu": lambda g, z, h: torch.ops.aten.silu_backward(g, z),
 }
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 _SDE_EPSILON = 1e-6
@@ -103,6 +113,7 @@ class BatchedActorCritic:
         self.device = torch.device(device)
         self.use_sde, self.full_std, self.use_expln = use_sde, full_std, use_expln
         self.activation = ACTIVATIONS[activation_fn]
+        self.activation_backward = _ACTIVATION_BACKWARD[activation_fn]
         self.action_dim = int(action_space.shape[0])
         self.sb3_kwargs = dict(
             net_arch=list(net_arch) if not isinstance(net_arch, dict) else dict(net_arch),
@@ -115,7 +126,9 @@ class BatchedActorCritic:
             share_features_extractor=share_features_extractor,
         )
         self.observation_space, self.action_space = observation_space, action_space
-        # Member k's initial weights: an SB3 policy built right after torch.manual_seed(seeds[k]).
+        # Member k's initial weights: an SB3 policy built right after torch.manual_seed(seeds[k]) (which builds
+        # an optimizer too).
+        skip_dynamo_import()
         states = []
         for seed in seeds:
             with torch.random.fork_rng(devices=[]):
@@ -189,15 +202,24 @@ class BatchedActorCritic:
         (the same rounding for every K; used for the rollout's gSDE noise, which no gradient goes through)."""
         return (x.unsqueeze(-1) * matrix).sum(dim=-2)
 
-    def _mlp(self, x: Tensor, layers) -> Tensor:
+    def _mlp(self, x: Tensor, layers, saved: list | None = None) -> Tensor:
+        """The MLP on x; with ``saved``, each layer's (input, pre-activation, output) is appended, for
+        :meth:`_mlp_backward`."""
         for weight, bias in layers:
-            x = self.activation(self._linear(x, weight, bias))
+            z = self._linear(x, weight, bias)
+            h = self.activation(z)
+            if saved is not None:
+                saved.append((x, z, h))
+            x = h
         return x
 
-    def latents(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """``latent_pi``, ``latent_vf`` for observations (K, B, obs_dim)."""
+    def latents(self, obs: Tensor, saved: dict | None = None) -> tuple[Tensor, Tensor]:
+        """``latent_pi``, ``latent_vf`` for observations (K, B, obs_dim); ``saved``: see :meth:`evaluate_actions`."""
         obs = obs.to(torch.float32)
-        return self._mlp(obs, self.pi_layers), self._mlp(obs, self.vf_layers)
+        if saved is None:
+            return self._mlp(obs, self.pi_layers), self._mlp(obs, self.vf_layers)
+        saved["pi"], saved["vf"] = [], []
+        return self._mlp(obs, self.pi_layers, saved["pi"]), self._mlp(obs, self.vf_layers, saved["vf"])
 
     def value_from_latent(self, latent_vf: Tensor) -> Tensor:
         return self._linear(latent_vf, self.params["value_net.weight"], self.params["value_net.bias"])[..., 0]
@@ -222,15 +244,15 @@ class BatchedActorCritic:
         """The action distribution's (mean, scale), each (K, B, action_dim)."""
         mean = self._linear(latent_pi, self.params["action_net.weight"], self.params["action_net.bias"])
         if self.use_sde:
-            variance = _member_bmm(latent_pi.detach() ** 2, self._sde_std() ** 2)
+            variance = _member_bmm(latent_pi.detach().square(), self._sde_std().square())
             return mean, torch.sqrt(variance + _SDE_EPSILON)
         return mean, torch.ones_like(mean) * self.params["log_std"].exp().unsqueeze(1)
 
     @staticmethod
     def log_prob(actions: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
         """torch's ``Normal.log_prob``, summed over the action dimension: (K, B)."""
-        var = scale**2
-        return (-((actions - mean) ** 2) / (2 * var) - scale.log() - _LOG_SQRT_2PI).sum(dim=-1)
+        var = scale.square()
+        return (-(actions - mean).square() / (2 * var) - scale.log() - _LOG_SQRT_2PI).sum(dim=-1)
 
     @staticmethod
     def entropy(scale: Tensor) -> Tensor:
@@ -242,16 +264,93 @@ class BatchedActorCritic:
         ok = torch.isfinite(mean) & torch.isfinite(scale) & (scale > 0)
         return ok.flatten(1).all(dim=1)
 
-    def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """SB3's ``evaluate_actions``: values, log-prob and entropy (each (K, B)), plus per-member validity (K,)."""
-        latent_pi, latent_vf = self.latents(obs)
+    def evaluate_actions(
+        self, obs: Tensor, actions: Tensor, saved: dict | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """SB3's ``evaluate_actions``: values, log-prob and entropy (each (K, B)), plus per-member validity (K,).
+
+        ``saved``: a dict that receives what :meth:`backward` needs (run it under ``no_grad`` then: the update
+        differentiates by hand, without recording a graph)."""
+        latent_pi, latent_vf = self.latents(obs, saved)
         mean, scale = self.distribution(latent_pi)
+        if saved is not None:
+            saved.update(actions=actions, mean=mean, scale=scale)
         return (
             self.value_from_latent(latent_vf),
             self.log_prob(actions, mean, scale),
             self.entropy(scale),
             self.valid(mean, scale),
         )
+
+    # -- the gradients, by hand --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def backward(self, saved: dict, grad_values: Tensor, grad_log_prob: Tensor, grad_entropy: Tensor) -> None:
+        """Set every parameter's ``.grad`` to the gradient of a loss whose gradients with respect to
+        :meth:`evaluate_actions`' values, log-prob and entropy (each (K, B)) are given, for the forward pass that
+        filled ``saved``.
+
+        autograd's backward written out for these networks: the same formulas (``baddbmm``'s, the activations',
+        sqrt's, exp's, ...), node by node, and gradients of a tensor used twice added in autograd's order, so the
+        gradients are autograd's bit for bit (tests/test_batched_policy.py). On the CPU, recording the graph and
+        running its ~40 small nodes cost a third of an update's minibatch step; this costs the arithmetic."""
+        params = self.params
+        grads: dict[str, Tensor] = {}
+        # The critic: the value head and its MLP.
+        grad_latent_vf = self._linear_backward(grad_values.unsqueeze(-1), saved["vf"][-1][2], "value_net", grads)
+        self._mlp_backward(grad_latent_vf, saved["vf"], "mlp_extractor.value_net", grads)
+        # The actor: Normal(mean, scale)'s log-prob, -(a - mean)**2 / (2 scale**2) - log(scale) - log(sqrt(2 pi)),
+        # and entropy, log(scale) + const, summed over the action dimension; node by node as autograd runs them,
+        # and scale's three gradients added in autograd's order (entropy's, log's, the square's).
+        actions, mean, scale = saved["actions"], saved["mean"], saved["scale"]
+        shape = mean.shape
+        diff = actions - mean
+        twice_var = 2 * scale.square()
+        grad_q = grad_log_prob.unsqueeze(-1).expand(shape)
+        grad_scale = grad_entropy.unsqueeze(-1).expand(shape) / scale + (-grad_q) / scale
+        grad_twice_var = -grad_q * ((-diff.square() / twice_var) / twice_var)
+        grad_scale = grad_scale + (grad_twice_var * 2) * (2 * scale)
+        grad_mean = -((-(grad_q / twice_var)) * (2 * diff))
+        latent_pi = saved["pi"][-1][2]
+        grad_latent_pi = self._linear_backward(grad_mean, latent_pi, "action_net", grads)
+        log_std = params["log_std"]
+        if self.use_sde:
+            # scale = sqrt(latent_pi**2 @ std**2 + eps), latent_pi detached (SB3's learn_features=False).
+            grad_variance = grad_scale / (2 * scale)
+            std = self._sde_std()
+            grad_std = _member_bmm(latent_pi.square().transpose(1, 2), grad_variance) * (2 * std)
+            if not self.full_std:
+                grad_std = grad_std.sum(dim=-1, keepdim=True)
+            if self.use_expln:  # _sde_std's two branches, each times its mask
+                below, above = log_std <= 0, log_std > 0
+                safe = log_std * above + _SDE_EPSILON
+                grads["log_std"] = (grad_std * below) * torch.exp(log_std) + ((grad_std * above) / (safe + 1)) * above
+            else:
+                grads["log_std"] = grad_std * torch.exp(log_std)
+        else:
+            # scale = exp(log_std), broadcast over the batch.
+            grads["log_std"] = grad_scale.sum(dim=1) * torch.exp(log_std)
+        self._mlp_backward(grad_latent_pi, saved["pi"], "mlp_extractor.policy_net", grads)
+        for name, grad in grads.items():
+            params[name].grad = grad
+
+    def _linear_backward(self, grad_out: Tensor, x: Tensor, prefix: str, grads: dict[str, Tensor],
+                         need_input: bool = True) -> Tensor | None:
+        """``_linear``'s backward (``baddbmm``'s): the weight's and bias' gradients into ``grads``, and the input's
+        (None where not needed)."""
+        weight = self.params[f"{prefix}.weight"]
+        # As autograd: (x^T grad)^T, made contiguous as AccumulateGrad does (the per-member optimizers' kernels
+        # want a gradient laid out as its parameter).
+        grads[f"{prefix}.weight"] = _member_bmm(x.transpose(1, 2), grad_out).transpose(1, 2).contiguous()
+        grads[f"{prefix}.bias"] = grad_out.sum(dim=1)
+        return _member_bmm(grad_out, weight) if need_input else None
+
+    def _mlp_backward(self, grad_h: Tensor, saved: list, prefix: str, grads: dict[str, Tensor]) -> None:
+        indices = sorted({int(name[len(prefix) + 1 :].split(".")[0]) for name in self.names
+                          if name.startswith(prefix + ".")})
+        for i, (index, (x, z, h)) in reversed(list(enumerate(zip(indices, saved)))):
+            grad_z = self.activation_backward(grad_h, z, h)
+            grad_h = self._linear_backward(grad_z, x, f"{prefix}.{index}", grads, need_input=i > 0)
 
     # -- acting -----------------------------------------------------------------------------------------------
 

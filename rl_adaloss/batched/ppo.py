@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from rl_adaloss.batched.envs import BatchedEnv, StepResult, make_batched_env
-from rl_adaloss.batched.optim import MemberOptimizer, clip_grad_norm_per_member
+from rl_adaloss.batched.optim import MemberOptimizer
 from rl_adaloss.batched.policy import BatchedActorCritic
 from rl_adaloss.batched.rng import MemberRNG
 from rl_adaloss.errors import UsageError
@@ -81,7 +81,7 @@ class RunningMeanStd:
         delta = batch_mean - self.mean
         tot_count = count + batch_count
         new_mean = self.mean + delta * batch_count / tot_count
-        m_2 = self.var * count + batch_var * batch_count + delta**2 * count * batch_count / tot_count
+        m_2 = self.var * count + batch_var * batch_count + delta.square() * count * batch_count / tot_count
         self.mean, self.var, self.count = new_mean, m_2 / tot_count, self.count + batch_count
 
 
@@ -132,13 +132,13 @@ class BatchedVecNormalize:
         result = self.env.step(actions)
         if self.training and self.settings.obs:
             self.obs_rms.update(result.obs)
-        obs = self.normalize_obs(result.obs)
+        # Both at once (elementwise, so each as on its own): one pass of the per-step ops, one sqrt of the variance.
+        obs, terminal = self.normalize_obs(torch.stack([result.obs, result.terminal_obs])).unbind(0)
         if self.training and self.settings.reward:
             self.returns = self.returns * self.settings.gamma + result.reward
             self.ret_rms.update(self.returns)
         reward = self.normalize_reward(result.reward)
-        terminal = self.normalize_obs(result.terminal_obs)
-        self.returns[result.done] = 0
+        self.returns.masked_fill_(result.done, 0)
         return StepResult(obs, reward, result.terminated, result.truncated, terminal)
 
     def freeze_copy_stats_from(self, other: BatchedVecNormalize) -> None:
@@ -387,6 +387,7 @@ class BatchedPPO:
         "approx_kl",
     )
 
+    @torch.no_grad()
     def train(self, permutations: Callable[[int], Tensor] | None = None) -> None:
         """One PPO update of every live member on ``self.rollout`` (``AdaLossPPO.train``, term for term).
 
@@ -429,7 +430,8 @@ class BatchedPPO:
                 mb = shuffled[:, start : start + B]
                 obs, actions = mb[..., :obs_dim].contiguous(), mb[..., obs_dim:a0]
                 old_values, old_log_prob, advantages, returns = mb[..., a0 : a0 + 4].unbind(-1)
-                values, log_prob, entropy, valid = self.policy.evaluate_actions(obs, actions)
+                saved: dict[str, Any] = {}
+                values, log_prob, entropy, valid = self.policy.evaluate_actions(obs, actions, saved)
                 if not bool(valid[active].all()):
                     self._diverge(
                         active & ~valid,
@@ -440,7 +442,8 @@ class BatchedPPO:
                     advantages = (advantages - advantages.mean(dim=1, keepdim=True)) / (
                         advantages.std(dim=1, keepdim=True) + 1e-8
                     )
-                ratio = torch.exp(log_prob - old_log_prob)
+                log_ratio = log_prob - old_log_prob
+                ratio = torch.exp(log_ratio)
                 policy_loss_1 = advantages * ratio
                 policy_loss_2 = advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
                 policy_loss = -torch.min(policy_loss_1, policy_loss_2).mean(dim=1)
@@ -448,33 +451,52 @@ class BatchedPPO:
                 if clip_range_vf is None:
                     values_pred = values
                 else:
-                    values_pred = old_values + torch.clamp(values - old_values, -clip_range_vf, clip_range_vf)
-                value_loss = ((returns - values_pred) ** 2).mean(dim=1)
+                    values_change = values - old_values
+                    values_pred = old_values + torch.clamp(values_change, -clip_range_vf, clip_range_vf)
+                value_loss = (returns - values_pred).square().mean(dim=1)
                 entropy_loss = -torch.mean(entropy, dim=1)
                 actor_loss = policy_loss + self.ppo.ent_coef * entropy_loss
                 critic_loss = self.ppo.vf_coef * value_loss
-                loss = actor_loss + critic_loss
-                with torch.no_grad():
-                    log_ratio = log_prob - old_log_prob
-                    approx_kl = torch.mean((torch.exp(log_ratio) - 1) - log_ratio, dim=1)
-                    # AdaLossPPO records the losses (and checks them for NaN) before target_kl's break.
-                    records = torch.stack(
-                        [policy_loss, value_loss, entropy_loss, actor_loss, critic_loss, clip_fraction, approx_kl]
-                    )
-                    sums += torch.where(active, records, 0.0)
-                    recorded = True
+                approx_kl = torch.mean((ratio - 1) - log_ratio, dim=1)
+                # AdaLossPPO records the losses (and checks them for NaN) before target_kl's break.
+                records = torch.stack(
+                    [policy_loss, value_loss, entropy_loss, actor_loss, critic_loss, clip_fraction, approx_kl]
+                )
+                sums += torch.where(active, records, 0.0)
+                recorded = True
                 counts += active.float()
-                finite_losses &= ~active | (torch.isfinite(actor_loss) & torch.isfinite(critic_loss)).detach()
+                finite_losses &= ~active | (torch.isfinite(actor_loss) & torch.isfinite(critic_loss))
                 if self.ppo.target_kl is not None:
                     active = active & ~(approx_kl > 1.5 * self.ppo.target_kl)
                     if not bool(active.any()):
                         break
                 for optimizer in self.optimizers.values():
                     optimizer.zero_grad()
-                torch.where(active, loss, torch.zeros_like(loss)).sum().backward()
-                losses = {"actor": actor_loss, "critic": critic_loss, "joint": loss}
+                # The gradient of the active members' summed losses (each member's parameters get only its own
+                # loss's) by the chain rule through the terms above, node by node as autograd runs it, so that the
+                # gradients are autograd's bit for bit: mean's is the expanded gradient / B, min's splits a tie in
+                # halves, clamp's passes the gradient on [low, high], exp's multiplies by its result.
+                n = advantages.shape[1]
+                grad_loss = active.to(advantages.dtype).unsqueeze(1).expand(-1, n)  # d(sum of active losses)/d loss_k
+                grad_min = -grad_loss / n
+                tie = policy_loss_1 == policy_loss_2
+                grad_either = torch.where(tie, grad_min / 2, grad_min)
+                grad_ratio = grad_either.masked_fill(policy_loss_1 > policy_loss_2, 0) * advantages
+                in_range = (ratio >= 1 - clip_range) & (ratio <= 1 + clip_range)
+                grad_clamped = grad_either.masked_fill(policy_loss_1 < policy_loss_2, 0) * advantages
+                grad_ratio = grad_ratio + torch.where(in_range, grad_clamped, 0.0)
+                grad_log_prob = grad_ratio * ratio
+                grad_values = -((grad_loss * self.ppo.vf_coef) / n * (2 * (returns - values_pred)))
+                if clip_range_vf is not None:
+                    in_range_vf = (values_change >= -clip_range_vf) & (values_change <= clip_range_vf)
+                    grad_values = torch.where(in_range_vf, grad_values, 0.0)
+                grad_entropy = -(grad_loss * self.ppo.ent_coef) / n
+                self.policy.backward(saved, grad_values, grad_log_prob, grad_entropy)
+                losses = {"actor": actor_loss, "critic": critic_loss}
+                if "joint" in self.optimizers:
+                    losses["joint"] = actor_loss + critic_loss
                 for role, optimizer in self.optimizers.items():
-                    clip_grad_norm_per_member(optimizer.params, self.ppo.max_grad_norm)
+                    optimizer.clip_grad_norm_(self.ppo.max_grad_norm)
                     optimizer.step(losses[role], active)
             self.n_updates += 1
         self._check_finite(finite_losses)

@@ -140,7 +140,9 @@ def build_engine(configs: Sequence[dict[str, Any]], force_loop_optimizer: bool =
 # -- running a batch ------------------------------------------------------------------------------------------------
 
 #: A batch's checkpoint format; a checkpoint of another version is not resumed from.
-CHECKPOINT_VERSION = 3  # 3: one eval env per member, its episodes in turn (SB3's evaluate_policy)
+# 3: one eval env per member, its episodes in turn (SB3's evaluate_policy); 4: a role's optimizer state is that of
+# its one (K, P) parameter buffer
+CHECKPOINT_VERSION = 4
 
 
 def default_checkpoint_path(run_dirs: Sequence[str | Path], folder: str | Path | None = None) -> Path:

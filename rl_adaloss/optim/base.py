@@ -33,12 +33,34 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+
+
+def skip_dynamo_import() -> None:
+    """Let torch's optimizers run without importing ``torch._dynamo`` (which this project never uses).
+
+    torch wraps ``Optimizer.add_param_group``, ``zero_grad``, ``state_dict`` and ``load_state_dict`` in
+    ``torch._disable_dynamo``, which imports ``torch._dynamo`` on the first call, to mark the function as not to be
+    compiled, and caches the result as ``fn.__dynamo_disable``. That import cost about 1.5 CPU-s per process on the
+    2-core machine, as much as importing torch, in every process that builds an optimizer (a batch process of the
+    batched engine, a config check). Caching the function itself there skips the import; outside ``torch.compile``
+    the disabled function and the function are the same call. Does nothing once ``torch._dynamo`` is imported
+    (someone may compile), or where torch's wrappers are not shaped as expected.
+    """
+    if "torch._dynamo" in sys.modules:
+        return
+    for name in ("add_param_group", "zero_grad", "state_dict", "load_state_dict"):
+        inner = getattr(torch.optim.Optimizer, name, None)
+        fn = getattr(inner, "__wrapped__", None)
+        if fn is not None and inner.__code__.co_name == "inner" and "__dynamo_disable" in inner.__code__.co_names:
+            if getattr(fn, "__dynamo_disable", None) is None:
+                fn.__dynamo_disable = fn
 
 
 def check_positive(owner: str, name: str, value: float) -> None:
@@ -224,6 +246,7 @@ class ScheduledOptimizer(Optimizer):
         return math.sqrt(b0) if cls.b0_squared else b0
 
     def __init__(self, params, defaults: dict[str, Any], members: int | None = None) -> None:
+        skip_dynamo_import()
         name = type(self).__name__
         #: The size of the member axis (dim 0 of every parameter), or None for an ordinary optimizer.
         self.members = check_members(name, members)

@@ -10,8 +10,9 @@ each):
 
 * SB3: the 60 runs as ``rl_adaloss.sweep`` runs them, one ``AdaLossPPO`` per run in a process pool of ``--workers``
   spawned processes with one torch thread each;
-* batched: one batch per optimizer (the grid points that can share an engine: 15 members each), one process per
-  batch, ``--workers`` at a time, each with ``cores // min(workers, batches)`` torch threads (the sweep's rule).
+* batched: one batch per optimizer (the grid points that can share an engine: 15 members each), in a process pool
+  of ``--workers`` spawned processes that take the batches in turn (as the sweep runs them), each batch with
+  ``cores // min(workers, batches)`` torch threads (the sweep's rule).
 
 Both train only (``learn``: rollouts and updates; no evaluation, no files), on the same configs (``sweep.expand``)
 and the same step budget; wall time includes starting the processes. Printed: summed env-steps/s of each and the
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,11 +85,6 @@ def one_scaling(config: str, members: int, steps: int, threads: int) -> dict:
     return out
 
 
-def one_grid_batch(sweep: str, variant: str, steps: int, threads: int) -> dict:
-    """(In its own process.) One optimizer's batch of the sweep grid."""
-    return _train_batch(_grid(sweep, steps)[variant], threads)
-
-
 def _sb3_run(config: dict) -> int:
     import torch
 
@@ -126,12 +122,15 @@ def grid_sb3(sweep: str, steps: int, workers: int) -> dict:
 
 
 def grid_batched(sweep: str, steps: int, workers: int) -> dict:
-    variants = list(_grid(sweep, steps))
-    threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, len(variants))))
+    import multiprocessing
+
+    batches = list(_grid(sweep, steps).values())
+    threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, len(batches))))
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        rows = list(pool.map(lambda v: _child("--grid-batch", v, "--sweep", sweep, "--grid-steps", str(steps),
-                                              "--threads", str(threads)), variants))
+    # As the sweep runs its batches (sweep.run_local): a pool of ``workers`` spawned processes, each taking batches
+    # in turn, so a process's start-up (importing torch and SB3) is paid once per worker, not once per batch.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        rows = list(pool.map(_train_batch, batches, [threads] * len(batches)))
     wall = time.perf_counter() - started
     total = sum(r["env_steps"] for r in rows)
     return dict(batches=len(rows), members=sum(r["members"] for r in rows), threads=threads, env_steps=total,
@@ -213,13 +212,9 @@ def main(argv=None) -> int:
     parser.add_argument("--code", nargs="+", help="scaling part: measure these rl_adaloss trees (folders put first "
                         "on PYTHONPATH) side by side, interleaved, e.g. a checkout of an older commit")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--grid-batch", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one is not None:
         print(json.dumps(one_scaling(args.config, args.one, args.steps, args.threads[0])))
-        return 0
-    if args.grid_batch is not None:
-        print(json.dumps(one_grid_batch(args.sweep, args.grid_batch, args.grid_steps, args.threads[0])))
         return 0
     if args.part in ("grid", "both"):
         run_grid(args)

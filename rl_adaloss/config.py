@@ -29,6 +29,7 @@ from torch import nn
 
 from rl_adaloss.errors import UsageError
 from rl_adaloss.optim import OPTIMIZERS
+from rl_adaloss.optim.base import skip_dynamo_import
 from rl_adaloss.schema import Section, describe, parse_override, read_yaml, set_dotted, validate
 
 #: The configs shipped with the package (``configs/`` at the repository root points here).
@@ -230,6 +231,7 @@ def check_optimizer(name: str, layout: str, lr: float | str, arguments: dict[str
                 raise UsageError(f"unknown key {where + '.' + key!r} for optimizer {name} "
                                  f"(expected one of: {', '.join(allowed)})")
         kwargs = {**inherited, **own}
+        skip_dynamo_import()  # torch's own Adam would import torch._dynamo (~1.5 CPU-s) on this throw-away build
         try:
             OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)], **{**kwargs, "lr": start})
         except (ValueError, TypeError) as error:

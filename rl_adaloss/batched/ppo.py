@@ -304,16 +304,10 @@ class BatchedPPO:
         if self.last_obs is None:
             self.last_obs = self.env.reset()
             self.last_episode_starts = torch.ones(K, n, dtype=torch.float32, device=self.device)
-        obs_dim = self.last_obs.shape[-1]
-        A = self.policy.action_dim
-        buf = Rollout(
-            obs=torch.zeros(K, T, n, obs_dim, device=self.device),
-            actions=torch.zeros(K, T, n, A, device=self.device),
-            rewards=torch.zeros(K, T, n, device=self.device),
-            episode_starts=torch.zeros(K, T, n, device=self.device),
-            values=torch.zeros(K, T, n, device=self.device),
-            log_probs=torch.zeros(K, T, n, device=self.device),
-        )
+        # Each step's tensors are kept in lists and stacked once at the end: one copy per field and rollout instead
+        # of an indexed write (a select and a copy) per field and step.
+        steps: dict[str, list[Tensor]] = {f: [] for f in ("obs", "actions", "rewards", "episode_starts", "values",
+                                                         "log_probs")}
         if self.ppo.use_sde:
             self.policy.reset_noise(n)
         for step in range(T):
@@ -332,35 +326,40 @@ class BatchedPPO:
             if bool(bootstrap.any()):
                 terminal_values = self.policy.predict_values(result.terminal_obs)
                 rewards = torch.where(bootstrap, rewards + self.ppo.gamma * terminal_values, rewards)
-            buf.obs[:, step] = self.last_obs
-            buf.actions[:, step] = actions
-            buf.rewards[:, step] = rewards
-            buf.episode_starts[:, step] = self.last_episode_starts
-            buf.values[:, step] = values
-            buf.log_probs[:, step] = log_probs
+            steps["obs"].append(self.last_obs)
+            steps["actions"].append(actions)
+            steps["rewards"].append(rewards)
+            steps["episode_starts"].append(self.last_episode_starts)
+            steps["values"].append(values)
+            steps["log_probs"].append(log_probs)
             self.last_obs = result.obs
             self.last_episode_starts = result.done.to(torch.float32)
+        # (K, T, n, ...) float32, as the steps' tensors are.
+        buf = Rollout(**{f: torch.stack(x, dim=1).to(torch.float32) for f, x in steps.items()})
         last_values = self.policy.predict_values(self.last_obs)
         self.compute_returns_and_advantage(buf, last_values, self.last_episode_starts)
         self.rollout = buf
         return buf
 
     def compute_returns_and_advantage(self, buf: Rollout, last_values: Tensor, dones: Tensor) -> None:
-        """GAE(lambda), SB3's loop over the steps backwards, in float32, for all members and envs at once."""
+        """GAE(lambda), SB3's loop over the steps backwards, in float32, for all members and envs at once.
+
+        What does not depend on the recursion (each step's TD error and its ``gamma * lambda * next_non_terminal``)
+        is computed for every step in one pass, elementwise as SB3's loop computes it step by step, so only the
+        recursion itself runs per step."""
         gamma, lam = self.ppo.gamma, self.ppo.gae_lambda
         T = buf.rewards.shape[1]
-        advantages = torch.zeros_like(buf.rewards)
+        # Step t's next_non_terminal and next_values: step t + 1's, the last step's from the state after the rollout.
+        next_non_terminal = 1.0 - torch.cat([buf.episode_starts[:, 1:], dones.to(torch.float32).unsqueeze(1)], dim=1)
+        next_values = torch.cat([buf.values[:, 1:], last_values.unsqueeze(1)], dim=1)
+        deltas = (buf.rewards + gamma * next_values * next_non_terminal - buf.values).unbind(1)
+        decays = (gamma * lam * next_non_terminal).unbind(1)
+        advantages: list[Tensor] = [None] * T  # type: ignore[list-item]
         last_gae_lam = torch.zeros_like(buf.rewards[:, 0])
         for step in reversed(range(T)):
-            if step == T - 1:
-                next_non_terminal = 1.0 - dones.to(torch.float32)
-                next_values = last_values
-            else:
-                next_non_terminal = 1.0 - buf.episode_starts[:, step + 1]
-                next_values = buf.values[:, step + 1]
-            delta = buf.rewards[:, step] + gamma * next_values * next_non_terminal - buf.values[:, step]
-            last_gae_lam = delta + gamma * lam * next_non_terminal * last_gae_lam
-            advantages[:, step] = last_gae_lam
+            last_gae_lam = deltas[step] + decays[step] * last_gae_lam
+            advantages[step] = last_gae_lam
+        advantages = torch.stack(advantages, dim=1)
         buf.advantages = advantages
         buf.returns = advantages + buf.values
 

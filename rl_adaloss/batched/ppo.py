@@ -105,6 +105,9 @@ class BatchedVecNormalize:
         self.obs_rms = RunningMeanStd(K, (env.obs_dim,), device=env.device)
         self.ret_rms = RunningMeanStd(K, (), device=env.device)
         self.returns = torch.zeros(K, n, dtype=torch.float64, device=env.device)
+        #: :meth:`_step_both`'s joint statistics, and the views of them it gave ``obs_rms`` and ``ret_rms``.
+        self._joint: tuple[Tensor, Tensor, Tensor] | None = None
+        self._joint_views: tuple[Tensor, ...] = ()
 
     def normalize_obs(self, obs: Tensor) -> Tensor:
         if not self.settings.obs:
@@ -130,6 +133,8 @@ class BatchedVecNormalize:
 
     def step(self, actions: Tensor) -> StepResult:
         result = self.env.step(actions)
+        if self.training and self.settings.obs and self.settings.reward:
+            return self._step_both(result)
         if self.training and self.settings.obs:
             self.obs_rms.update(result.obs)
         # Both at once (elementwise, so each as on its own): one pass of the per-step ops, one sqrt of the variance.
@@ -140,6 +145,56 @@ class BatchedVecNormalize:
         reward = self.normalize_reward(result.reward)
         self.returns.masked_fill_(result.done, 0)
         return StepResult(obs, reward, result.terminated, result.truncated, terminal)
+
+    def _step_both(self, result: StepResult) -> StepResult:
+        """:meth:`step` when training with both normalizations: the observation and return statistics as one
+        (K, obs_dim + 1) running mean/var (the return's the last column), so their updates and normalizations run
+        each op once for both. Every element goes through the ops :meth:`RunningMeanStd.update` and
+        ``normalize_*`` apply to it, in the same order and dtypes, so the numbers are theirs bit for bit."""
+        D = self.obs_rms.mean.shape[1]
+        self.returns = self.returns * self.settings.gamma + result.reward
+        mean, var, count = self._joint_stats()
+        obs = result.obs
+        # cat promotes the observations' float32 moments to float64 exactly, as ``.to(torch.float64)`` does.
+        batch_mean = torch.cat([obs.mean(dim=1), self.returns.mean(dim=1, keepdim=True)], dim=1)
+        batch_var = torch.cat([obs.var(dim=1, unbiased=False), self.returns.var(dim=1, keepdim=True, unbiased=False)],
+                              dim=1)
+        batch_count = obs.shape[1]
+        columns = count[:, self._count_columns]  # each column's count: the observation's, ..., the return's
+        delta = batch_mean - mean
+        tot_count = columns + batch_count
+        new_mean = mean + delta * batch_count / tot_count
+        m_2 = var * columns + batch_var * batch_count + delta.square() * columns * batch_count / tot_count
+        new_var = m_2 / tot_count
+        new_count = count + batch_count
+        self._joint = (new_mean, new_var, new_count)
+        self.obs_rms.mean, self.obs_rms.var, self.obs_rms.count = new_mean[:, :D], new_var[:, :D], new_count[:, 0]
+        self.ret_rms.mean, self.ret_rms.var, self.ret_rms.count = new_mean[:, D], new_var[:, D], new_count[:, 1]
+        self._joint_views = (self.obs_rms.mean, self.obs_rms.var, self.obs_rms.count,
+                             self.ret_rms.mean, self.ret_rms.var, self.ret_rms.count)
+        std = torch.sqrt(new_var + self.settings.epsilon).unsqueeze(1)
+        clip = self.settings.clip_obs
+        both = torch.stack([result.obs, result.terminal_obs])
+        obs, terminal = torch.clamp((both - new_mean[:, :D].unsqueeze(1)) / std[..., :D], -clip, clip).to(
+            torch.float32).unbind(0)
+        clip = self.settings.clip_reward
+        reward = torch.clamp(result.reward / std[..., D], -clip, clip).to(torch.float32)
+        self.returns.masked_fill_(result.done, 0)
+        return StepResult(obs, reward, result.terminated, result.truncated, terminal)
+
+    def _joint_stats(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The joint (mean, var) (K, obs_dim + 1) and counts (K, 2) (observations', return's) that
+        :meth:`_step_both` left, while ``obs_rms`` and ``ret_rms`` still hold its views of them (a checkpoint's
+        restore writes into those views, so into these); else gathered anew from whatever they hold now."""
+        views = (self.obs_rms.mean, self.obs_rms.var, self.obs_rms.count,
+                 self.ret_rms.mean, self.ret_rms.var, self.ret_rms.count)
+        if self._joint is not None and all(a is b for a, b in zip(views, self._joint_views)):
+            return self._joint
+        D = self.obs_rms.mean.shape[1]
+        self._count_columns = torch.tensor([0] * D + [1], device=self.obs_rms.count.device)
+        return (torch.cat([self.obs_rms.mean, self.ret_rms.mean.unsqueeze(1)], dim=1),
+                torch.cat([self.obs_rms.var, self.ret_rms.var.unsqueeze(1)], dim=1),
+                torch.stack([self.obs_rms.count, self.ret_rms.count], dim=1))
 
     def freeze_copy_stats_from(self, other: BatchedVecNormalize) -> None:
         """SB3's ``sync_envs_normalization``: the evaluation env takes the training env's observation statistics."""

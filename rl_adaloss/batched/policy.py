@@ -240,11 +240,18 @@ class BatchedActorCritic:
             return std
         return torch.ones(self.members, log_std.shape[1], self.action_dim, device=log_std.device) * std
 
-    def distribution(self, latent_pi: Tensor) -> tuple[Tensor, Tensor]:
-        """The action distribution's (mean, scale), each (K, B, action_dim)."""
+    def sde_variance_matrix(self) -> Tensor:
+        """gSDE: the (K, latent, action) matrix whose product with the squared latent is the action variance."""
+        return self._sde_std().square()
+
+    def distribution(self, latent_pi: Tensor, sde_variance: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The action distribution's (mean, scale), each (K, B, action_dim). ``sde_variance``: gSDE's
+        :meth:`sde_variance_matrix` where the caller has it (computed from the current parameters)."""
         mean = self._linear(latent_pi, self.params["action_net.weight"], self.params["action_net.bias"])
         if self.use_sde:
-            variance = _member_bmm(latent_pi.detach().square(), self._sde_std().square())
+            if sde_variance is None:
+                sde_variance = self.sde_variance_matrix()
+            variance = _member_bmm(latent_pi.detach().square(), sde_variance)
             return mean, torch.sqrt(variance + _SDE_EPSILON)
         return mean, torch.ones_like(mean) * self.params["log_std"].exp().unsqueeze(1)
 
@@ -361,21 +368,38 @@ class BatchedActorCritic:
     @torch.no_grad()
     def reset_noise(self, n_envs: int) -> None:
         """gSDE: draw one exploration matrix per member and env, ``E ~ N(0, std)``."""
-        std = self._sde_std()
-        self.exploration = self._normal((n_envs, *std.shape[1:])) * std.unsqueeze(1)
+        self.exploration = self.draw_noise(n_envs, 1)[:, 0]
 
     @torch.no_grad()
-    def act(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """SB3's ``policy(obs)``: actions (K, n, A), values (K, n), log-probs (K, n), and validity (K,)."""
+    def draw_noise(self, n_envs: int, draws: int) -> Tensor:
+        """gSDE: ``draws`` successive :meth:`reset_noise` draws at once, (K, draws, n_envs, latent, action): draw i
+        is the i-th call's matrices, bit for bit (the same words of each member's stream, in the same order, through
+        the same elementwise ops), for a rollout that knows in advance how often it redraws."""
+        std = self._sde_std()
+        return self._normal((draws, n_envs, *std.shape[1:])) * std.unsqueeze(1).unsqueeze(1)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool = False,
+            sde_variance: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """SB3's ``policy(obs)``: actions (K, n, A), values (K, n), log-probs (K, n), and validity (K,).
+        ``sde_variance``: see :meth:`distribution`."""
         latent_pi, latent_vf = self.latents(obs)
-        mean, scale = self.distribution(latent_pi)
+        mean, scale = self.distribution(latent_pi, sde_variance)
         if deterministic:
             actions = mean
         elif self.use_sde:
             actions = mean + self._features_times(latent_pi, self.exploration)
         else:
             actions = mean + self._normal(tuple(mean.shape[1:])) * scale
-        return actions, self.value_from_latent(latent_vf), self.log_prob(actions, mean, scale), self.valid(mean, scale)
+        log_prob = self.log_prob(actions, mean, scale)
+        # Finite log-probs imply a valid distribution (a NaN or infinite mean makes actions - mean NaN; a NaN,
+        # infinite, zero or negative scale makes log(scale) non-finite), so the full check runs only when some
+        # log-prob is not finite: then it tells which members are invalid.
+        if bool(torch.isfinite(log_prob).all()):
+            valid = torch.ones(self.members, dtype=torch.bool, device=self.device)
+        else:
+            valid = self.valid(mean, scale)
+        return actions, self.value_from_latent(latent_vf), log_prob, valid
 
     @torch.no_grad()
     def predict(self, obs: Tensor) -> Tensor:

@@ -363,12 +363,21 @@ class BatchedPPO:
         # of an indexed write (a select and a copy) per field and step.
         steps: dict[str, list[Tensor]] = {f: [] for f in ("obs", "actions", "rewards", "episode_starts", "values",
                                                          "log_probs")}
+        # gSDE: SB3 resets the noise at the rollout's start and again every sde_sample_freq steps (step 0 too); all
+        # of a rollout's draws are made at once, the same numbers as drawn one by one. The variance matrix depends
+        # on the parameters only, which do not change during a rollout.
+        noise: tuple[Tensor, ...] = ()
+        redraw = self.ppo.use_sde and self.ppo.sde_sample_freq > 0
+        sde_variance = None
         if self.ppo.use_sde:
-            self.policy.reset_noise(n)
+            draws = 1 + (-(-T // self.ppo.sde_sample_freq) if redraw else 0)
+            noise = self.policy.draw_noise(n, draws).unbind(1)
+            self.policy.exploration = noise[0]
+            sde_variance = self.policy.sde_variance_matrix()
         for step in range(T):
-            if self.ppo.use_sde and self.ppo.sde_sample_freq > 0 and step % self.ppo.sde_sample_freq == 0:
-                self.policy.reset_noise(n)
-            actions, values, log_probs, valid = self.policy.act(self.last_obs)
+            if redraw and step % self.ppo.sde_sample_freq == 0:
+                self.policy.exploration = noise[1 + step // self.ppo.sde_sample_freq]
+            actions, values, log_probs, valid = self.policy.act(self.last_obs, sde_variance=sde_variance)
             if not bool(valid.all()):
                 self._diverge(
                     ~valid, "the action distribution became invalid (a NaN mean, or a NaN, infinite or zero scale)"

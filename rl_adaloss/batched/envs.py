@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import torch
@@ -51,11 +52,12 @@ class StepResult:
     truncated: Tensor  # (K, n) bool
     terminal_obs: Tensor  # (K, n, obs_dim) float32: the finished episode's last observation (where done)
 
-    @property
+    # Cached: a step's result is read, never changed, and the rollout and VecNormalize each ask for these.
+    @cached_property
     def done(self) -> Tensor:
         return self.terminated | self.truncated
 
-    @property
+    @cached_property
     def time_limit(self) -> Tensor:
         """SB3's ``TimeLimit.truncated``: truncated and not terminated (bootstrapped from the terminal value)."""
         return self.truncated & ~self.terminated
@@ -120,13 +122,14 @@ class BatchedEnv:
         self.elapsed += 1
         truncated = self.elapsed >= self.max_episode_steps
         obs = self.observe()
-        done = terminated | truncated
-        terminal_obs = obs.clone()
+        result = StepResult(obs, reward.to(torch.float32), terminated, truncated, obs)
+        done = result.done
         if bool(done.any()):
             self.state = torch.where(done.unsqueeze(-1), self._draw_reset(done), self.state)
             self.elapsed.masked_fill_(done, 0)
-            obs = torch.where(done.unsqueeze(-1), self.observe(), obs)
-        return StepResult(obs, reward.to(torch.float32), terminated, truncated, terminal_obs)
+            # A new tensor: the finished episodes' last observations stay in terminal_obs.
+            result.obs = torch.where(done.unsqueeze(-1), self.observe(), obs)
+        return result
 
 
 class BatchedPendulum(BatchedEnv):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -363,20 +363,18 @@ class BatchedPPO:
         # of an indexed write (a select and a copy) per field and step.
         steps: dict[str, list[Tensor]] = {f: [] for f in ("obs", "actions", "rewards", "episode_starts", "values",
                                                          "log_probs")}
-        # gSDE: SB3 resets the noise at the rollout's start and again every sde_sample_freq steps (step 0 too); all
-        # of a rollout's draws are made at once, the same numbers as drawn one by one. The variance matrix depends
-        # on the parameters only, which do not change during a rollout.
-        noise: tuple[Tensor, ...] = ()
+        # gSDE: SB3 resets the noise at the rollout's start and again every sde_sample_freq steps (step 0 too); the
+        # draws are made a few at a time (:meth:`_noise`), the same numbers as drawn one by one. The variance
+        # matrix depends on the parameters only, which do not change during a rollout.
         redraw = self.ppo.use_sde and self.ppo.sde_sample_freq > 0
         sde_variance = None
         if self.ppo.use_sde:
-            draws = 1 + (-(-T // self.ppo.sde_sample_freq) if redraw else 0)
-            noise = self.policy.draw_noise(n, draws).unbind(1)
-            self.policy.exploration = noise[0]
+            noise = self._noise(n, 1 + (-(-T // self.ppo.sde_sample_freq) if redraw else 0))
+            self.policy.exploration = next(noise)
             sde_variance = self.policy.sde_variance_matrix()
         for step in range(T):
             if redraw and step % self.ppo.sde_sample_freq == 0:
-                self.policy.exploration = noise[1 + step // self.ppo.sde_sample_freq]
+                self.policy.exploration = next(noise)
             actions, values, log_probs, valid = self.policy.act(self.last_obs, sde_variance=sde_variance)
             if not bool(valid.all()):
                 self._diverge(
@@ -404,6 +402,16 @@ class BatchedPPO:
         self.compute_returns_and_advantage(buf, last_values, self.last_episode_starts)
         self.rollout = buf
         return buf
+
+    #: gSDE draws made at once: a few, so that the drawing's per-op cost is shared while its temporaries (the
+    #: random words and their float64 transforms, of every member, env and latent unit) stay small at large K.
+    NOISE_CHUNK = 8
+
+    def _noise(self, n: int, draws: int) -> Iterator[Tensor]:
+        """``draws`` successive exploration matrices (:meth:`BatchedActorCritic.reset_noise`'s), drawn
+        ``NOISE_CHUNK`` at a time as they are needed (the noise stream serves nothing else meanwhile)."""
+        for start in range(0, draws, self.NOISE_CHUNK):
+            yield from self.policy.draw_noise(n, min(self.NOISE_CHUNK, draws - start)).unbind(1)
 
     def compute_returns_and_advantage(self, buf: Rollout, last_values: Tensor, dones: Tensor) -> None:
         """GAE(lambda), SB3's loop over the steps backwards, in float32, for all members and envs at once.

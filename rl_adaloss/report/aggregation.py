@@ -215,12 +215,19 @@ class Report:
         """The first step eta/sqrt(b0) of the grid's b0, for ``optimizer``'s eta (None: the sweep's)."""
         return (self.eta if optimizer is None else self.variant_eta(optimizer)) / math.sqrt(b0)
 
+    @property
+    def variants_own_eta(self) -> bool:
+        """Whether some variant has its own eta, so that no one first step at a b0 holds for every variant."""
+        return any(self.variant_eta(optimizer) != self.eta for optimizer in self.optimizers)
+
+    def first_step_label(self, b0: float, spec: str = ".3g") -> str:
+        """The first step of every variant at ``b0``: eta/sqrt(b0), else "the variant's eta/√b0"."""
+        return "the variant's eta/√b0" if self.variants_own_eta else format(self.initial_step(b0), spec)
+
     def first_step_text(self, b0: float, spec: str = ".3g") -> str:
-        """"first step <eta/sqrt(b0)>" for a label of every variant at ``b0``; where variants have their own eta,
-        one number would be wrong for some, so the label says so."""
-        if any(self.variant_eta(optimizer) != self.eta for optimizer in self.optimizers):
-            return "first step: the variant's eta/√b0"
-        return f"first step {format(self.initial_step(b0), spec)}"
+        """"first step <label>", for a label shared by every variant at ``b0``."""
+        separator = ": " if self.variants_own_eta else " "
+        return f"first step{separator}{self.first_step_label(b0, spec)}"
 
 
 def _ordered(values: Iterable, preferred: Iterable = ()) -> list:

@@ -130,7 +130,7 @@ def plot_robustness(report: Report, path: Path) -> None:
             _plot_against_b0(ax, report, env, key, colors)
             ax.set_xscale("log")
             ax.set_xticks(report.b0s)
-            ax.set_xticklabels([f"{report.b0_label(b)}\n({report.first_step_text(b, '.2g').split()[-1]})"
+            ax.set_xticklabels([f"{report.b0_label(b)}\n({report.first_step_label(b, '.2g')})"
                                 for b in report.b0s],
                                fontsize=8)
             ax.minorticks_off()

@@ -31,7 +31,9 @@ STUDIES = ["study_pendulum", "study_cartpole_swingup", "study_bullet_swingup"]
 KNOBS = {"study_pendulum": [("study_pendulum_alpha", "alpha-", "AdamLoss joint, raw rewards, first step 1: alpha"),
                             ("study_pendulum_eta", "eta-", "AdamLoss joint, raw rewards, b0 = 1: eta = first step")],
          "study_cartpole_swingup": [("study_cartpole_swingup_alpha", "alpha-",
-                                     "AdamLoss joint, raw rewards, first step 1: alpha")]}
+                                     "AdamLoss joint, raw rewards, first step 1: alpha"),
+                                    ("study_cartpole_swingup_eta", "eta-",
+                                     "AdamLoss joint, raw rewards, b0 = 1: eta = first step")]}
 #: Sweeps copied as they are, outside the two tables: the budget probe on the paper's task.
 PROBES = ["study_bullet_swingup_long"]
 REPORT_FILES = ["reward_curves.png", "robustness.png", "step_sizes.png", "accumulator_growth.png",

@@ -209,7 +209,7 @@ class Report:
 
     def variant_eta(self, optimizer: str) -> float:
         """The variant's base step size: its own ``eta`` where the sweep gives it one, else the sweep's."""
-        return float(((self.sweep.get("optimizers") or {}).get(optimizer) or {}).get("eta") or self.eta)
+        return variant_eta(self.sweep, optimizer)
 
     def initial_step(self, b0: float, optimizer: str | None = None) -> float:
         """The first step eta/sqrt(b0) of the grid's b0, for ``optimizer``'s eta (None: the sweep's)."""
@@ -228,6 +228,12 @@ class Report:
         """"first step <label>", for a label shared by every variant at ``b0``."""
         separator = ": " if self.variants_own_eta else " "
         return f"first step{separator}{self.first_step_label(b0, spec)}"
+
+
+def variant_eta(sweep: dict[str, Any], optimizer: str) -> float:
+    """A sweep variant's base step size: its own ``eta`` where the sweep (as ``sweep.json`` records it) gives it one,
+    else the sweep's."""
+    return float(((sweep.get("optimizers") or {}).get(optimizer) or {}).get("eta") or sweep.get("eta", 1.0))
 
 
 def _ordered(values: Iterable, preferred: Iterable = ()) -> list:

@@ -25,6 +25,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from rl_adaloss.report.aggregation import variant_eta
+
 HERE = Path(__file__).resolve().parent
 STUDIES = ["study_pendulum", "study_cartpole_swingup", "study_bullet_swingup"]
 #: Per b0 sweep, its knob sweeps: (sweep, the variants' name prefix, what the table calls the knob).
@@ -150,15 +152,11 @@ def settled_steps(diagnostics: Path) -> dict[str, float]:
     """Per variant, the median over its runs of eta/sqrt(b_T) = eta/sqrt(b0 + growth): AdamLoss's last step, with
     the variant's own eta where the sweep (its ``sweep.json`` beside the CSV) gives it one."""
     sweep = json.loads((diagnostics.parent / "sweep.json").read_text())["sweep"]
-
-    def variant_eta(variant: str) -> float:
-        return float(sweep["optimizers"].get(variant, {}).get("eta") or sweep.get("eta", 1.0))
-
     steps: dict[str, list[float]] = {}
     for r in read_csv(diagnostics):
         if r["actor_growth"]:
             b_end = float(r["actor_b0"]) + float(r["actor_growth"])
-            steps.setdefault(r["optimizer"], []).append(variant_eta(r["optimizer"]) / math.sqrt(b_end))
+            steps.setdefault(r["optimizer"], []).append(variant_eta(sweep, r["optimizer"]) / math.sqrt(b_end))
     return {name: statistics.median(values) for name, values in steps.items()}
 
 

@@ -193,3 +193,22 @@ def test_an_interrupted_batch_resumes_bit_exact(tmp_path, monkeypatch):
             assert rows(monitor) == rows(b / "monitor" / monitor.name)
         strip = lambda r: {key: v for key, v in r.items() if key != "wall_time_s"}  # noqa: E731
         assert strip(x) == strip(y)
+
+
+def test_a_stale_checkpoint_never_reruns_an_ended_member(tmp_path):
+    """The sweep lets a member whose run has ended ride along when a batch checkpoint exists. Where that checkpoint
+    cannot be resumed (here: of another format) and the batch starts afresh, the ended run's files stay as they
+    were, byte for byte; the other member trains from the start and finishes."""
+    configs = [config(0, "total_timesteps=256"), config(1, "total_timesteps=256")]
+    dirs = [tmp_path / "ended", tmp_path / "todo"]
+    assert run_batch(configs[:1], dirs[:1])[0]["status"] == "finished"
+    before = {p.relative_to(dirs[0]): p.read_bytes() for p in dirs[0].rglob("*") if p.is_file()}
+    checkpoint = default_checkpoint_path(dirs)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_bytes(pickle.dumps({"version": -1}))
+    results = run_batch(configs, dirs)
+    assert [r["status"] for r in results] == ["finished", "finished"]
+    assert results[0] == json.loads((dirs[0] / "result.json").read_text())
+    after = {p.relative_to(dirs[0]): p.read_bytes() for p in dirs[0].rglob("*") if p.is_file()}
+    assert after == before
+    assert (dirs[1] / "model.zip").is_file()

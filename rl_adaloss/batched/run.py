@@ -21,8 +21,9 @@ engine's whole state (weights, optimizer states, normalization statistics, every
 evaluation envs, the last observations), each member's evaluations, Monitor file sizes and episode window, at a
 rollout's start; written every ``checkpoint_freq`` steps and on Ctrl-C/SIGTERM. Run again with the same configs and
 run directories, the batch resumes from it and writes what an uninterrupted batch writes. A member whose
-``result.json`` already says finished or diverged when the batch resumes rides along without writing (a
-"passenger"), so that the others continue exactly.
+``result.json`` already says finished or diverged when the batch starts rides along without writing (a
+"passenger"), so that the others continue exactly; also where a checkpoint of another version cannot be resumed and
+the batch starts afresh, so that an ended run's files are never overwritten.
 
 Any env the SB3 path trains with flat Box observations and Box actions can be batched: Pendulum-v1 and
 CartPoleSwingUp-v1 run as torch tensors (:mod:`rl_adaloss.batched.envs`), every other registered gymnasium env
@@ -174,8 +175,8 @@ class BatchRun:
         self.checkpoint_freq = self.base["checkpoint_freq"]
         self.next_eval = self.freq
         self.next_checkpoint = self.checkpoint_freq
-        #: Members that write nothing: their result.json already said finished or diverged when a checkpoint
-        #: was resumed; they ride along so that the others continue exactly.
+        #: Members that write nothing: their result.json already said finished or diverged when the batch started;
+        #: they ride along so that the others continue exactly.
         self.passengers: set[int] = set()
         self.ended_wall: list[float | None] = [None] * self.K  #: batch wall time at which each member ended
         self.previous_wall = 0.0
@@ -232,15 +233,18 @@ class BatchRun:
             t_starts = state["t_start"]
             rows, windows, sizes = state["evaluations"], state["windows"], state["monitor_sizes"]
             episodes, self.best = state["episodes"], list(state["best"])
-            for k, run_dir in enumerate(self.dirs):
-                result = read_result(run_dir)
-                if result is not None and result["status"] in FINAL_STATUSES:
-                    self.passengers.add(k)
             set_rng_state(state["rng"])
         else:
             t_starts = [round(time.time(), 6)] * self.K
             rows, windows, sizes = [[] for _ in range(self.K)], [[] for _ in range(self.K)], None
             episodes = [[] for _ in range(self.K)]
+        # A member whose run has ended writes nothing, with or without a checkpoint to resume: where the checkpoint
+        # could not be resumed (another version, or unreadable) and the batch starts afresh, the ended runs' files
+        # must still stand as they are (each member is its own streams, so riding along changes no other member).
+        for k, run_dir in enumerate(self.dirs):
+            result = read_result(run_dir)
+            if result is not None and result["status"] in FINAL_STATUSES:
+                self.passengers.add(k)
         self.evaluations = [Evaluations(d / "evaluations.csv", rows[k], episodes[k]) for k, d in enumerate(self.dirs)]
         self.windows = [deque(windows[k], maxlen=window) for k in range(self.K)]
         self.monitors = [MonitorFiles(d / "monitor", self.base["n_envs"], self.base["env"], t_starts[k])

@@ -24,6 +24,7 @@ compared with ``max_i (1 - eta * lambda_i / b_final)^2``, the per-step contracti
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -172,8 +173,7 @@ def run_stochastic(X: np.ndarray, y: np.ndarray, method: str, b0: float, *, iter
     loss0 = full_loss()
     loss = np.full(iters, np.inf)
     eff = np.empty(iters)
-    step_loss = np.full(iters, np.nan)
-    grad_sq = np.full(iters, np.nan)
+    step_loss, grad_sq = np.full((2, iters), np.nan)
     diverged = None
     for t in range(iters):
         if diverged is None:
@@ -197,22 +197,20 @@ def stochastic_experiment(s: Settings, log=print) -> list[dict[str, Any]]:
     """All (method, b0, seed) runs; returns the CSV rows (one per method, b0, window)."""
     X, y, _ = make_problem(s.n, s.d, s.col_scale_min, s.data_seed)
     rows = []
-    for method in s.methods:
-        for b0 in s.b0_grid:
-            runs = [run_stochastic(X, y, method, b0, iters=s.iters, batch_size=s.batch_size, eta=s.eta,
-                                   alpha=s.alpha, c=s.c, seed=seed, blowup=s.blowup)
-                    for seed in range(s.seeds)]
-            n_div = sum(r["diverged"] is not None for r in runs)
-            for first, last in s.windows:
-                per_seed = [float(np.mean(r["loss"][first - 1:last])) for r in runs]
-                eff = [float(np.mean(r["eff_lr"][first - 1:last])) for r in runs]
-                rows.append(dict(
-                    method=method, b0=float(b0), window=f"{first}-{last}", loss_mean=float(np.mean(per_seed)),
-                    loss_min=float(np.min(per_seed)), loss_max=float(np.max(per_seed)),
-                    rel_loss_mean=float(np.mean([p / r["loss0"] for p, r in zip(per_seed, runs)])),
-                    eff_lr_mean=float(np.mean(eff)), diverged_seeds=n_div, seeds=len(runs)))
-            log(f"  {LABELS[method]:<14} b0={b0:<8g} last-window loss {rows[-1]['loss_mean']:.3g}"
-                f"  eff lr {rows[-1]['eff_lr_mean']:.3g}  diverged {n_div}/{len(runs)}")
+    for method, b0 in itertools.product(s.methods, s.b0_grid):
+        runs = [run_stochastic(X, y, method, b0, iters=s.iters, batch_size=s.batch_size, eta=s.eta, alpha=s.alpha,
+                               c=s.c, seed=seed, blowup=s.blowup) for seed in range(s.seeds)]
+        n_div = sum(r["diverged"] is not None for r in runs)
+        for first, last in s.windows:
+            per_seed = [float(np.mean(r["loss"][first - 1:last])) for r in runs]
+            eff = [float(np.mean(r["eff_lr"][first - 1:last])) for r in runs]
+            rows.append(dict(
+                method=method, b0=float(b0), window=f"{first}-{last}", loss_mean=float(np.mean(per_seed)),
+                loss_min=float(np.min(per_seed)), loss_max=float(np.max(per_seed)),
+                rel_loss_mean=float(np.mean([p / r["loss0"] for p, r in zip(per_seed, runs)])),
+                eff_lr_mean=float(np.mean(eff)), diverged_seeds=n_div, seeds=len(runs)))
+        log(f"  {LABELS[method]:<14} b0={b0:<8g} last-window loss {rows[-1]['loss_mean']:.3g}"
+            f"  eff lr {rows[-1]['eff_lr_mean']:.3g}  diverged {n_div}/{len(runs)}")
     return rows
 
 
@@ -250,33 +248,28 @@ def gd_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]], dict[st
     u = np.random.default_rng(s.data_seed + 2).standard_normal(len(w_star))
     u /= np.linalg.norm(u)
     rows, curves = [], {}
-    for method in s.gd_methods:
-        for frac in s.gd_b0_fracs:
-            for dist in s.gd_init_dists:
-                b0 = frac * critical
-                run = run_gd(X, y, w_star, method, b0, w_star - dist * u, eta=eta, alpha=s.gd_alpha,
-                             max_iters=s.gd_max_iters, stop_err=min(min(eps_list), FIT_RANGE[0]) / 10)
-                curves[(method, frac, dist)] = run
-                crossed = np.flatnonzero(run["b"] > critical)
-                n_cross = int(crossed[0]) if crossed.size else None
-                b_final = float(run["b"][-1])
-                # Fit the asymptotic rate, after the crossing, well past the transient and above round-off.
-                fit = (run["err"] <= FIT_RANGE[1]) & (run["err"] >= FIT_RANGE[0])
-                if n_cross is not None:
-                    fit[:n_cross] = False
-                rate = experiments.fitted_rate(run["err"], fit)
-                predicted = float(np.max((1 - eta * eigs / b_final) ** 2))
-                row = dict(method=method, b0_frac=float(frac), b0=b0, init_dist=float(dist),
-                           steps_to_critical=n_cross, b_final=b_final, b_final_over_critical=b_final / critical,
-                           max_loss_over_initial=float(run["loss"].max() / run["loss"][0]))
-                for eps in eps_list:
-                    row[f"T(eps={eps:g})"] = experiments.settled_index(run["err"] <= eps)
-                row.update(rate_fitted=rate, rate_predicted=predicted,
-                           old_estimate_steps_to_critical=((eta * lam1) ** 2 - 4 * b0 ** 2) / eps_list[-1])
-                rows.append(row)
-                log(f"  GD {LABELS[method]:<13} b0={b0:<9.3g} dist={dist:<6g} steps to critical {n_cross}, "
-                    f"T(eps={eps_list[-1]:g}) {row[f'T(eps={eps_list[-1]:g})']}, rate {rate:.4f} "
-                    f"(predicted {predicted:.4f})")
+    for method, frac, dist in itertools.product(s.gd_methods, s.gd_b0_fracs, s.gd_init_dists):
+        b0 = frac * critical
+        run = run_gd(X, y, w_star, method, b0, w_star - dist * u, eta=eta, alpha=s.gd_alpha,
+                     max_iters=s.gd_max_iters, stop_err=min(min(eps_list), FIT_RANGE[0]) / 10)
+        curves[(method, frac, dist)] = run
+        crossed = np.flatnonzero(run["b"] > critical)
+        n_cross = int(crossed[0]) if crossed.size else None
+        b_final = float(run["b"][-1])
+        # Fit the asymptotic rate, after the crossing, well past the transient and above round-off.
+        fit = (run["err"] <= FIT_RANGE[1]) & (run["err"] >= FIT_RANGE[0])
+        fit[:n_cross or 0] = False
+        rate = experiments.fitted_rate(run["err"], fit)
+        predicted = float(np.max((1 - eta * eigs / b_final) ** 2))
+        row = dict(method=method, b0_frac=float(frac), b0=b0, init_dist=float(dist), steps_to_critical=n_cross,
+                   b_final=b_final, b_final_over_critical=b_final / critical,
+                   max_loss_over_initial=float(run["loss"].max() / run["loss"][0]),
+                   **{f"T(eps={eps:g})": experiments.settled_index(run["err"] <= eps) for eps in eps_list},
+                   rate_fitted=rate, rate_predicted=predicted,
+                   old_estimate_steps_to_critical=((eta * lam1) ** 2 - 4 * b0 ** 2) / eps_list[-1])
+        rows.append(row)
+        log(f"  GD {LABELS[method]:<13} b0={b0:<9.3g} dist={dist:<6g} steps to critical {n_cross}, "
+            f"T(eps={eps_list[-1]:g}) {row[f'T(eps={eps_list[-1]:g})']}, rate {rate:.4f} (predicted {predicted:.4f})")
     constants = dict(lambda_1=lam1, lambda_min=lam_min, eta=eta, critical=critical)
     return rows, curves, constants
 
@@ -398,9 +391,8 @@ def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list
     print(experiments.text_table(matrix_rows(rows, s, last, "eff_lr_mean")))
     print(f"Deterministic GD from b0 < eta*lambda_1/2 = {constants['critical']:.4g}: steps until b_t crosses it, "
           "steps to ||w-w*||^2 <= eps, fitted vs predicted rate")
-    eps_cols = [k for k in gd_rows[0] if k.startswith("T(eps=")] if gd_rows else []
-    cols = ["method", "b0", "init_dist", "steps_to_critical", eps_cols[0], eps_cols[-1], "rate_fitted",
-            "rate_predicted"] if eps_cols else None
+    cols = ["method", "b0", "init_dist", "steps_to_critical", f"T(eps={max(s.gd_eps):g})", f"T(eps={min(s.gd_eps):g})",
+            "rate_fitted", "rate_predicted"]
     print(experiments.text_table(gd_rows, cols))
     return ["linreg.png", "linreg_gd.png", "linreg.csv", "linreg_gd.csv", "linreg.md"]
 

@@ -141,8 +141,7 @@ linreg.csv, linreg_gd.csv and linreg.md; prints a summary table.
 def make_problem(n: int, d: int, col_scale_min: float, seed: int, normalize: bool = False):
     """``(X, y, w_star)`` as float64 numpy arrays with ``y = X w_star`` exactly representable up to rounding."""
     rng = np.random.default_rng(seed)
-    scales = np.logspace(0.0, math.log10(col_scale_min), d) if d > 1 else np.ones(1)
-    X = rng.standard_normal((n, d)) * scales
+    X = rng.standard_normal((n, d)) * np.logspace(0.0, math.log10(col_scale_min), d)
     if normalize:
         X = X / math.sqrt(n)
     w_star = rng.standard_normal(d)
@@ -270,8 +269,7 @@ def gd_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]], dict[st
         rows.append(row)
         log(f"  GD {LABELS[method]:<13} b0={b0:<9.3g} dist={dist:<6g} steps to critical {n_cross}, "
             f"T(eps={eps_list[-1]:g}) {row[f'T(eps={eps_list[-1]:g})']}, rate {rate:.4f} (predicted {predicted:.4f})")
-    constants = dict(lambda_1=lam1, lambda_min=lam_min, eta=eta, critical=critical)
-    return rows, curves, constants
+    return rows, curves, dict(lambda_1=lam1, lambda_min=lam_min, eta=eta, critical=critical)
 
 
 # -- figures and tables ------------------------------------------------------------------------------------------

@@ -303,10 +303,9 @@ def plot_stochastic(rows, s, path: Path) -> None:
 def plot_gd(curves, constants, s, path: Path) -> None:
     from matplotlib import colormaps
 
-    methods = s.gd_methods
     dist = s.gd_init_dists[0]
-    fig, axes = experiments.subplots(len(methods), 2, figsize=(8.5, 2.9 * len(methods)), squeeze=False)
-    for i, method in enumerate(methods):
+    fig, axes = experiments.subplots(len(s.gd_methods), 2, figsize=(8.5, 2.9 * len(s.gd_methods)), squeeze=False)
+    for i, method in enumerate(s.gd_methods):
         for k, frac in enumerate(s.gd_b0_fracs):
             run = curves[(method, frac, dist)]
             t = np.arange(len(run["b"]))
@@ -354,7 +353,6 @@ def summarize(rows, s) -> dict[str, Any]:
 def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list[str]:
     rows = stochastic_experiment(s, log=log)
     gd_rows, gd_curves, constants = gd_experiment(s, log=log)
-    summary = summarize(rows, s)
     plot_stochastic(rows, s, out / "linreg.png")
     plot_gd(gd_curves, constants, s, out / "linreg_gd.png")
     write_atomic(out / "linreg.csv", experiments.csv_text(rows))
@@ -369,7 +367,7 @@ def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list
         md += [f"\n### Window {window}: loss\n", experiments.markdown_table(matrix_rows(rows, s, window, "loss_mean")),
                f"\n### Window {window}: effective step size\n",
                experiments.markdown_table(matrix_rows(rows, s, window, "eff_lr_mean"))]
-    md += ["\n### Summary (last window)\n", "\n".join(f"- `{k}`: {v}" for k, v in summary.items()) + "\n",
+    md += ["\n### Summary (last window)\n", "\n".join(f"- `{k}`: {v}" for k, v in summarize(rows, s).items()) + "\n",
            "\n## Deterministic setting (Lemma 1, Theorem 1)\n",
            f"F(w) = ||Xw - y||^2/2, lambda_1 = {constants['lambda_1']:.6g} (largest eigenvalue of X^T X), lambda_min "
            f"= {constants['lambda_min']:.6g}, eta = {constants['eta']:g}, critical value eta*lambda_1/2 = "

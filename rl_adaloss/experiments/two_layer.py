@@ -113,8 +113,7 @@ def make_data(n: int, d: int, seed: int, rho: float = 0.0) -> tuple[np.ndarray, 
     rng = np.random.default_rng(seed)
     Z = unit_rows(rng.standard_normal((n, d)))
     if rho > 0:
-        v = unit_rows(rng.standard_normal((1, d)))
-        Z = unit_rows(math.sqrt(rho) * v + math.sqrt(1 - rho) * Z)
+        Z = unit_rows(math.sqrt(rho) * unit_rows(rng.standard_normal((1, d))) + math.sqrt(1 - rho) * Z)
     return Z, rng.choice([-1.0, 1.0], size=n)
 
 

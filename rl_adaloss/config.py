@@ -141,7 +141,32 @@ class OptimizerSection(Section):
 
     @model_validator(mode="after")
     def _check_arguments(self) -> OptimizerSection:
-        check_optimizer(self.name, self.layout, self.lr, self.model_extra or {}, self.actor, self.critic)
+        """Construct the optimizer on a dummy parameter with these arguments (and each network's overrides), and
+        turn its complaint into a :class:`UsageError` that names the key: its checks are the only rules."""
+        import torch
+
+        arguments = self.model_extra or {}
+        if self.layout == "joint" and (self.actor or self.critic):
+            raise UsageError("optimizer.actor/optimizer.critic: per-network overrides need optimizer.layout=separate")
+        start = float(schedule(self.lr)(1.0)) if isinstance(self.lr, str) else self.lr
+        # (where, its own keys, the keys it inherits): a network's override takes the section's arguments but lr
+        sections = [("optimizer", arguments, {})] + [
+            (f"optimizer.{net}", getattr(self, net), arguments) for net in ("actor", "critic") if getattr(self, net)]
+        for where, own, inherited in sections:
+            allowed = [key for key in optimizer_arguments(self.name) if where == "optimizer" or key != "lr"]
+            for key in own:
+                if key not in allowed:
+                    raise UsageError(f"unknown key {where + '.' + key!r} for optimizer {self.name} "
+                                     f"(expected one of: {', '.join(allowed)})")
+            kwargs = {**inherited, **own}
+            skip_dynamo_import()  # torch's own Adam would import torch._dynamo (~1.5 CPU-s) on this throw-away build
+            try:
+                OPTIMIZERS[self.name]([torch.zeros(1, requires_grad=True)], **{**kwargs, "lr": start})
+            except (ValueError, TypeError) as error:
+                message = str(error).splitlines()[0]
+                key = _argument_in(message, list(kwargs))
+                blame = where if key is None else (f"{where}.{key}" if key in own else f"optimizer.{key}")
+                raise UsageError(f"{blame}: {message}") from None
         return self
 
     def extra_descriptions(self) -> dict[str, str]:
@@ -175,7 +200,25 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _runnable(self) -> TrainConfig:
-        check_runnable(self)
+        """Refuse, with the reason, what would pass the types and then fail at step 0."""
+        import gymnasium
+
+        import envs  # noqa: F401  (registers our environments, so that they can be looked up)
+
+        try:
+            gymnasium.spec(self.env)
+        except gymnasium.error.Error:
+            raise UsageError(f"env: unknown environment {self.env!r} (expected a gymnasium id such as Pendulum-v1, "
+                             f"CartPoleSwingUp-v1, or InvertedPendulumSwingupBulletEnv-v0 with pip install "
+                             f"'rl-adaloss[bullet]')") from None
+        if self.policy_kwargs.squash_output and not self.ppo.use_sde:
+            raise UsageError("policy_kwargs.squash_output: SB3 squashes actions only with gSDE; set ppo.use_sde=true")
+        if self.ppo.use_sde:
+            with gymnasium.make(self.env) as probe:
+                space = probe.action_space
+            if not isinstance(space, gymnasium.spaces.Box):
+                raise UsageError(f"ppo.use_sde: gSDE needs continuous (Box) actions, and {self.env} has {space}; "
+                                 f"set ppo.use_sde=false")
         return self
 
 
@@ -210,57 +253,6 @@ def _argument_in(message: str, keys: list[str]) -> str | None:
     named = [key for key in sorted(keys, key=len, reverse=True) if re.search(rf"\b{re.escape(key)}\b", message)]
     named += [key for words, key in _TORCH_WORDS.items() if words in message.lower() and key in keys]
     return named[0] if named else None
-
-
-def check_optimizer(name: str, layout: str, lr: float | str, arguments: dict[str, Any],
-                    actor: dict[str, Any] | None, critic: dict[str, Any] | None) -> None:
-    """Construct optimizer ``name`` on a dummy parameter with these arguments (and each network's overrides), and
-    turn its complaint into a :class:`UsageError` that names the key: its checks are the only rules."""
-    import torch
-
-    if layout == "joint" and (actor or critic):
-        raise UsageError("optimizer.actor/optimizer.critic: per-network overrides need optimizer.layout=separate")
-    start = float(schedule(lr)(1.0)) if isinstance(lr, str) else lr
-    # (where, its own keys, the keys it inherits): a network's override takes the section's arguments but lr
-    sections = [("optimizer", arguments, {})] + [
-        (f"optimizer.{role}", over, arguments) for role, over in (("actor", actor), ("critic", critic)) if over]
-    for where, own, inherited in sections:
-        allowed = [key for key in optimizer_arguments(name) if where == "optimizer" or key != "lr"]
-        for key in own:
-            if key not in allowed:
-                raise UsageError(f"unknown key {where + '.' + key!r} for optimizer {name} "
-                                 f"(expected one of: {', '.join(allowed)})")
-        kwargs = {**inherited, **own}
-        skip_dynamo_import()  # torch's own Adam would import torch._dynamo (~1.5 CPU-s) on this throw-away build
-        try:
-            OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)], **{**kwargs, "lr": start})
-        except (ValueError, TypeError) as error:
-            message = str(error).splitlines()[0]
-            key = _argument_in(message, list(kwargs))
-            blame = where if key is None else (f"{where}.{key}" if key in own else f"optimizer.{key}")
-            raise UsageError(f"{blame}: {message}") from None
-
-
-def check_runnable(config: TrainConfig) -> None:
-    """Refuse, with the reason, what would pass the types and then fail at step 0."""
-    import gymnasium
-
-    import envs  # noqa: F401  (registers our environments, so that they can be looked up)
-
-    try:
-        gymnasium.spec(config.env)
-    except gymnasium.error.Error:
-        raise UsageError(f"env: unknown environment {config.env!r} (expected a gymnasium id such as Pendulum-v1, "
-                         f"CartPoleSwingUp-v1, or InvertedPendulumSwingupBulletEnv-v0 with pip install "
-                         f"'rl-adaloss[bullet]')") from None
-    if config.policy_kwargs.squash_output and not config.ppo.use_sde:
-        raise UsageError("policy_kwargs.squash_output: SB3 squashes actions only with gSDE; set ppo.use_sde=true")
-    if config.ppo.use_sde:
-        with gymnasium.make(config.env) as probe:
-            space = probe.action_space
-        if not isinstance(space, gymnasium.spaces.Box):
-            raise UsageError(f"ppo.use_sde: gSDE needs continuous (Box) actions, and {config.env} has {space}; "
-                             f"set ppo.use_sde=false")
 
 
 # -- loading -------------------------------------------------------------------------------------------------------

@@ -109,12 +109,11 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node = tree
     parts = dotted.split(".")
     for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
+        if node.get(part) is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict):
             raise UsageError(f"{dotted}: {'.'.join(parts[:i + 1])} is not a section")
-        node = child
     node[parts[-1]] = value
 
 

@@ -616,8 +616,7 @@ def _main(argv: list[str] | None) -> int:
     if not args.no_report:
         # The report reads the sweep's files; run as its own module, so imports keep pointing one way.
         subprocess.run([sys.executable, "-m", "rl_adaloss.report", str(sweep_dir)], check=False)
-    incomplete = sum(n for status, n in counts.items() if status not in FINAL_STATUSES)
-    return 0 if incomplete == 0 else 1
+    return 0 if all(status in FINAL_STATUSES for status in counts) else 1
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pydantic import ConfigDict, ValidationError
 
 from rl_adaloss.config import CONFIG_DIR  # the packaged configs, rl_adaloss/configs/<name>.yaml
 from rl_adaloss.errors import UsageError, exit_on_usage_error
-from rl_adaloss.optim import AdaGradNorm, AdaLoss, SGDConstant, SGDDecaySqrt
+from rl_adaloss.optim import OPTIMIZERS, AdaLoss, SGDConstant
 from rl_adaloss.schema import Section, describe, error_line, parse_override, read_yaml, yaml_value
 
 S = TypeVar("S", bound="ExperimentSettings")
@@ -47,18 +47,15 @@ class ExperimentSettings(Section):
         """Checks across keys (raise :class:`UsageError`), made once all sources are applied."""
 
 
-#: The rules whose only arguments are lr and b0, by method name.
-_RULES = {"adagradnorm": AdaGradNorm, "sgd": SGDConstant, "gd": SGDConstant, "sgd_decaysqrt": SGDDecaySqrt}
-
-
 def make_optimizer(method: str, params, eta: float, b0: float, alpha: float = 1.0, c: float = 0.0):
-    """The :mod:`rl_adaloss.optim` rule ``method`` with step size ``eta / b``; ``gd`` is plain gradient descent
-    (``sgd`` with ``b0 = 1``: step ``eta``)."""
+    """The :mod:`rl_adaloss.optim` rule ``method`` (a name of ``OPTIMIZERS`` whose arguments are lr and b0, and
+    AdaLoss's alpha and c) with step size ``eta / b``; ``gd`` is plain gradient descent (``sgd`` with ``b0 = 1``:
+    step ``eta``)."""
     if method == "adaloss":
         return AdaLoss(params, lr=eta, b0=b0, alpha=alpha, c=c)
-    if method not in _RULES:
-        raise ValueError(f"unknown method {method!r}")
-    return _RULES[method](params, lr=eta, b0=1.0 if method == "gd" else b0)
+    if method == "gd":
+        return SGDConstant(params, lr=eta, b0=1.0)
+    return OPTIMIZERS[method](params, lr=eta, b0=b0)
 
 
 def settled_index(below: np.ndarray) -> int | None:
@@ -225,8 +222,6 @@ def _cell(value: Any) -> str:
 def csv_text(rows: list[dict[str, Any]]) -> str:
     """Rows as CSV text, the union of their keys as the columns (blank where a row has none); floats written in
     full precision."""
-    if not rows:
-        return ""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), lineterminator="\n")
     writer.writeheader()
@@ -242,8 +237,6 @@ def _cells(rows: list[dict[str, Any]], columns: Sequence[str] | None) -> list[li
 
 def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """Rows as a GitHub markdown table, floats with 4 significant digits."""
-    if not rows:
-        return "(no rows)\n"
     columns, *cells = _cells(rows, columns)
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells]) + "\n"
@@ -251,8 +244,6 @@ def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = N
 
 def text_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """Rows as a plain aligned table for the terminal."""
-    if not rows:
-        return "(no rows)\n"
     table = _cells(rows, columns)
     widths = [max(map(len, column)) for column in zip(*table)]
     return "".join("  ".join(cell.rjust(w) for cell, w in zip(cells, widths)) + "\n" for cells in table)

@@ -24,6 +24,7 @@ compared with ``max_i (1 - eta * lambda_i / b_final)^2``, the per-step contracti
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -140,8 +141,7 @@ linreg.csv, linreg_gd.csv and linreg.md; prints a summary table.
 def make_problem(n: int, d: int, col_scale_min: float, seed: int, normalize: bool = False):
     """``(X, y, w_star)`` as float64 numpy arrays with ``y = X w_star`` exactly representable up to rounding."""
     rng = np.random.default_rng(seed)
-    scales = np.logspace(0.0, math.log10(col_scale_min), d) if d > 1 else np.ones(1)
-    X = rng.standard_normal((n, d)) * scales
+    X = rng.standard_normal((n, d)) * np.logspace(0.0, math.log10(col_scale_min), d)
     if normalize:
         X = X / math.sqrt(n)
     w_star = rng.standard_normal(d)
@@ -172,8 +172,7 @@ def run_stochastic(X: np.ndarray, y: np.ndarray, method: str, b0: float, *, iter
     loss0 = full_loss()
     loss = np.full(iters, np.inf)
     eff = np.empty(iters)
-    step_loss = np.full(iters, np.nan)
-    grad_sq = np.full(iters, np.nan)
+    step_loss, grad_sq = np.full((2, iters), np.nan)
     diverged = None
     for t in range(iters):
         if diverged is None:
@@ -197,22 +196,20 @@ def stochastic_experiment(s: Settings, log=print) -> list[dict[str, Any]]:
     """All (method, b0, seed) runs; returns the CSV rows (one per method, b0, window)."""
     X, y, _ = make_problem(s.n, s.d, s.col_scale_min, s.data_seed)
     rows = []
-    for method in s.methods:
-        for b0 in s.b0_grid:
-            runs = [run_stochastic(X, y, method, b0, iters=s.iters, batch_size=s.batch_size, eta=s.eta,
-                                   alpha=s.alpha, c=s.c, seed=seed, blowup=s.blowup)
-                    for seed in range(s.seeds)]
-            n_div = sum(r["diverged"] is not None for r in runs)
-            for first, last in s.windows:
-                per_seed = [float(np.mean(r["loss"][first - 1:last])) for r in runs]
-                eff = [float(np.mean(r["eff_lr"][first - 1:last])) for r in runs]
-                rows.append(dict(
-                    method=method, b0=float(b0), window=f"{first}-{last}", loss_mean=float(np.mean(per_seed)),
-                    loss_min=float(np.min(per_seed)), loss_max=float(np.max(per_seed)),
-                    rel_loss_mean=float(np.mean([p / r["loss0"] for p, r in zip(per_seed, runs)])),
-                    eff_lr_mean=float(np.mean(eff)), diverged_seeds=n_div, seeds=len(runs)))
-            log(f"  {LABELS[method]:<14} b0={b0:<8g} last-window loss {rows[-1]['loss_mean']:.3g}"
-                f"  eff lr {rows[-1]['eff_lr_mean']:.3g}  diverged {n_div}/{len(runs)}")
+    for method, b0 in itertools.product(s.methods, s.b0_grid):
+        runs = [run_stochastic(X, y, method, b0, iters=s.iters, batch_size=s.batch_size, eta=s.eta, alpha=s.alpha,
+                               c=s.c, seed=seed, blowup=s.blowup) for seed in range(s.seeds)]
+        n_div = sum(r["diverged"] is not None for r in runs)
+        for first, last in s.windows:
+            per_seed = [float(np.mean(r["loss"][first - 1:last])) for r in runs]
+            eff = [float(np.mean(r["eff_lr"][first - 1:last])) for r in runs]
+            rows.append(dict(
+                method=method, b0=float(b0), window=f"{first}-{last}", loss_mean=float(np.mean(per_seed)),
+                loss_min=float(np.min(per_seed)), loss_max=float(np.max(per_seed)),
+                rel_loss_mean=float(np.mean([p / r["loss0"] for p, r in zip(per_seed, runs)])),
+                eff_lr_mean=float(np.mean(eff)), diverged_seeds=n_div, seeds=len(runs)))
+        log(f"  {LABELS[method]:<14} b0={b0:<8g} last-window loss {rows[-1]['loss_mean']:.3g}"
+            f"  eff lr {rows[-1]['eff_lr_mean']:.3g}  diverged {n_div}/{len(runs)}")
     return rows
 
 
@@ -250,35 +247,29 @@ def gd_experiment(s: Settings, log=print) -> tuple[list[dict[str, Any]], dict[st
     u = np.random.default_rng(s.data_seed + 2).standard_normal(len(w_star))
     u /= np.linalg.norm(u)
     rows, curves = [], {}
-    for method in s.gd_methods:
-        for frac in s.gd_b0_fracs:
-            for dist in s.gd_init_dists:
-                b0 = frac * critical
-                run = run_gd(X, y, w_star, method, b0, w_star - dist * u, eta=eta, alpha=s.gd_alpha,
-                             max_iters=s.gd_max_iters, stop_err=min(min(eps_list), FIT_RANGE[0]) / 10)
-                curves[(method, frac, dist)] = run
-                crossed = np.flatnonzero(run["b"] > critical)
-                n_cross = int(crossed[0]) if crossed.size else None
-                b_final = float(run["b"][-1])
-                # Fit the asymptotic rate, after the crossing, well past the transient and above round-off.
-                fit = (run["err"] <= FIT_RANGE[1]) & (run["err"] >= FIT_RANGE[0])
-                if n_cross is not None:
-                    fit[:n_cross] = False
-                rate = experiments.fitted_rate(run["err"], fit)
-                predicted = float(np.max((1 - eta * eigs / b_final) ** 2))
-                row = dict(method=method, b0_frac=float(frac), b0=b0, init_dist=float(dist),
-                           steps_to_critical=n_cross, b_final=b_final, b_final_over_critical=b_final / critical,
-                           max_loss_over_initial=float(run["loss"].max() / run["loss"][0]))
-                for eps in eps_list:
-                    row[f"T(eps={eps:g})"] = experiments.settled_index(run["err"] <= eps)
-                row.update(rate_fitted=rate, rate_predicted=predicted,
-                           old_estimate_steps_to_critical=((eta * lam1) ** 2 - 4 * b0 ** 2) / eps_list[-1])
-                rows.append(row)
-                log(f"  GD {LABELS[method]:<13} b0={b0:<9.3g} dist={dist:<6g} steps to critical {n_cross}, "
-                    f"T(eps={eps_list[-1]:g}) {row[f'T(eps={eps_list[-1]:g})']}, rate {rate:.4f} "
-                    f"(predicted {predicted:.4f})")
-    constants = dict(lambda_1=lam1, lambda_min=lam_min, eta=eta, critical=critical)
-    return rows, curves, constants
+    for method, frac, dist in itertools.product(s.gd_methods, s.gd_b0_fracs, s.gd_init_dists):
+        b0 = frac * critical
+        run = run_gd(X, y, w_star, method, b0, w_star - dist * u, eta=eta, alpha=s.gd_alpha,
+                     max_iters=s.gd_max_iters, stop_err=min(min(eps_list), FIT_RANGE[0]) / 10)
+        curves[(method, frac, dist)] = run
+        crossed = np.flatnonzero(run["b"] > critical)
+        n_cross = int(crossed[0]) if crossed.size else None
+        b_final = float(run["b"][-1])
+        # Fit the asymptotic rate, after the crossing, well past the transient and above round-off.
+        fit = (run["err"] <= FIT_RANGE[1]) & (run["err"] >= FIT_RANGE[0])
+        fit[:n_cross or 0] = False
+        rate = experiments.fitted_rate(run["err"], fit)
+        predicted = float(np.max((1 - eta * eigs / b_final) ** 2))
+        row = dict(method=method, b0_frac=float(frac), b0=b0, init_dist=float(dist), steps_to_critical=n_cross,
+                   b_final=b_final, b_final_over_critical=b_final / critical,
+                   max_loss_over_initial=float(run["loss"].max() / run["loss"][0]),
+                   **{f"T(eps={eps:g})": experiments.settled_index(run["err"] <= eps) for eps in eps_list},
+                   rate_fitted=rate, rate_predicted=predicted,
+                   old_estimate_steps_to_critical=((eta * lam1) ** 2 - 4 * b0 ** 2) / eps_list[-1])
+        rows.append(row)
+        log(f"  GD {LABELS[method]:<13} b0={b0:<9.3g} dist={dist:<6g} steps to critical {n_cross}, "
+            f"T(eps={eps_list[-1]:g}) {row[f'T(eps={eps_list[-1]:g})']}, rate {rate:.4f} (predicted {predicted:.4f})")
+    return rows, curves, dict(lambda_1=lam1, lambda_min=lam_min, eta=eta, critical=critical)
 
 
 # -- figures and tables ------------------------------------------------------------------------------------------
@@ -312,10 +303,9 @@ def plot_stochastic(rows, s, path: Path) -> None:
 def plot_gd(curves, constants, s, path: Path) -> None:
     from matplotlib import colormaps
 
-    methods = s.gd_methods
     dist = s.gd_init_dists[0]
-    fig, axes = experiments.subplots(len(methods), 2, figsize=(8.5, 2.9 * len(methods)), squeeze=False)
-    for i, method in enumerate(methods):
+    fig, axes = experiments.subplots(len(s.gd_methods), 2, figsize=(8.5, 2.9 * len(s.gd_methods)), squeeze=False)
+    for i, method in enumerate(s.gd_methods):
         for k, frac in enumerate(s.gd_b0_fracs):
             run = curves[(method, frac, dist)]
             t = np.arange(len(run["b"]))
@@ -363,7 +353,6 @@ def summarize(rows, s) -> dict[str, Any]:
 def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list[str]:
     rows = stochastic_experiment(s, log=log)
     gd_rows, gd_curves, constants = gd_experiment(s, log=log)
-    summary = summarize(rows, s)
     plot_stochastic(rows, s, out / "linreg.png")
     plot_gd(gd_curves, constants, s, out / "linreg_gd.png")
     write_atomic(out / "linreg.csv", experiments.csv_text(rows))
@@ -378,7 +367,7 @@ def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list
         md += [f"\n### Window {window}: loss\n", experiments.markdown_table(matrix_rows(rows, s, window, "loss_mean")),
                f"\n### Window {window}: effective step size\n",
                experiments.markdown_table(matrix_rows(rows, s, window, "eff_lr_mean"))]
-    md += ["\n### Summary (last window)\n", "\n".join(f"- `{k}`: {v}" for k, v in summary.items()) + "\n",
+    md += ["\n### Summary (last window)\n", "\n".join(f"- `{k}`: {v}" for k, v in summarize(rows, s).items()) + "\n",
            "\n## Deterministic setting (Lemma 1, Theorem 1)\n",
            f"F(w) = ||Xw - y||^2/2, lambda_1 = {constants['lambda_1']:.6g} (largest eigenvalue of X^T X), lambda_min "
            f"= {constants['lambda_min']:.6g}, eta = {constants['eta']:g}, critical value eta*lambda_1/2 = "
@@ -398,9 +387,8 @@ def run(s: Settings, out: Path, quick: bool, log: Callable[[str], None]) -> list
     print(experiments.text_table(matrix_rows(rows, s, last, "eff_lr_mean")))
     print(f"Deterministic GD from b0 < eta*lambda_1/2 = {constants['critical']:.4g}: steps until b_t crosses it, "
           "steps to ||w-w*||^2 <= eps, fitted vs predicted rate")
-    eps_cols = [k for k in gd_rows[0] if k.startswith("T(eps=")] if gd_rows else []
-    cols = ["method", "b0", "init_dist", "steps_to_critical", eps_cols[0], eps_cols[-1], "rate_fitted",
-            "rate_predicted"] if eps_cols else None
+    cols = ["method", "b0", "init_dist", "steps_to_critical", f"T(eps={max(s.gd_eps):g})", f"T(eps={min(s.gd_eps):g})",
+            "rate_fitted", "rate_predicted"]
     print(experiments.text_table(gd_rows, cols))
     return ["linreg.png", "linreg_gd.png", "linreg.csv", "linreg_gd.csv", "linreg.md"]
 

@@ -25,6 +25,7 @@ every update is made by an optimizer class of :mod:`rl_adaloss.optim`, in float6
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -112,10 +113,8 @@ def make_data(n: int, d: int, seed: int, rho: float = 0.0) -> tuple[np.ndarray, 
     rng = np.random.default_rng(seed)
     Z = unit_rows(rng.standard_normal((n, d)))
     if rho > 0:
-        v = unit_rows(rng.standard_normal((1, d)))
-        Z = unit_rows(math.sqrt(rho) * v + math.sqrt(1 - rho) * Z)
-    y = rng.choice([-1.0, 1.0], size=n)
-    return Z, y
+        Z = unit_rows(math.sqrt(rho) * unit_rows(rng.standard_normal((1, d))) + math.sqrt(1 - rho) * Z)
+    return Z, rng.choice([-1.0, 1.0], size=n)
 
 
 def h_infinity(X: np.ndarray) -> np.ndarray:
@@ -153,7 +152,6 @@ def train_gd(X, y, W0, a, method: str, *, eta: float, b0: float = 1.0, alpha: fl
              blowup: float) -> dict[str, Any]:
     """Full-batch GD. ``loss[k] = L(W(k))`` for ``k = 0..K``; ``b[k]`` is ``b_k`` (``b_0 = b0``; 1 for plain GD);
     ``eff_lr[k-1]`` is ``opt.effective_lr`` after step ``k``. Stops early if the loss blows up."""
-    n = len(y)
     W, opt = experiments.trainable(W0, method, eta, b0, alpha)
     losses, bs, eff = [], [b0 if method != "gd" else 1.0], []
     diverged = None
@@ -167,7 +165,7 @@ def train_gd(X, y, W0, a, method: str, *, eta: float, b0: float = 1.0, alpha: fl
             break
         W.grad.copy_(grad)
         # Theorem 3: AdaLoss adds alpha * sqrt(n) * ||y - u(k)||^2; the other rules ignore the loss.
-        opt.step(loss=math.sqrt(n) * sq)
+        opt.step(loss=math.sqrt(len(y)) * sq)
         eff.append(opt.effective_lr[0])
         bs.append(eta / eff[-1] if method != "gd" else 1.0)
     return dict(loss=np.array(losses), b=np.array(bs), eff_lr=np.array(eff), diverged=diverged, W=W.detach(),
@@ -186,8 +184,7 @@ def train_sgd(X, y, W0, a, method: str, *, eta: float, b0: float, alpha: float, 
         order = torch.randperm(n, generator=g)
         for start in range(0, n, batch):
             idx = order[start:start + batch]
-            scale = n / len(idx)
-            _, sq, grad = loss_and_grad(X[idx], y[idx], W, a, scale=scale)
+            _, sq, grad = loss_and_grad(X[idx], y[idx], W, a, scale=n / len(idx))
             W.grad.copy_(grad)
             opt.step(loss=math.sqrt(n) * sq)
         losses.append(loss_and_grad(X, y, W, a)[0])
@@ -217,35 +214,33 @@ def figure5(s, log) -> list[dict[str, Any]]:
 
 def theorem2(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
     H_norm, lam0 = float(eig[-1]), float(eig[0])
-    n = len(y)
     rows, curves = [], {}
-    steps = [("du", lam0 / n ** 2)] + [(f"{f:g}/||H||", f / H_norm) for f in s.thm2_factors]
-    for m in s.thm2_widths:
-        for name, eta in steps:
-            finals, rates, hits, flips, moves, divs = [], [], [], [], [], 0
-            for seed in range(s.seeds):
-                W0, a = init_network(X.shape[1], m, seed)
-                run = train_gd(X, y, W0, a, "gd", eta=eta, iters=s.thm2_iters, blowup=s.blowup)
-                curves[(m, name, seed)] = run["loss"]
-                divs += run["diverged"] is not None
-                finals.append(run["loss"][-1] / run["loss"][0] if run["diverged"] is None else float("inf"))
-                rel = run["loss"] / run["loss"][0]  # the rate is fitted from 1e-3 down to 1e-24 of the start
-                rates.append(experiments.fitted_rate(run["loss"], (rel <= 1e-3) & (rel >= 1e-24))
-                             if run["diverged"] is None else float("nan"))
-                hits.append(experiments.settled_index(run["loss"] <= s.near_zero * run["loss"][0]))
-                flips.append(float(((X @ run["W"] >= 0) != (X @ W0 >= 0)).double().mean()))
-                moves.append(float((run["W"] - W0).norm() / W0.norm()))
-            predicted = float(np.max((1 - eta * eig) ** 2))
-            rows.append(dict(part="thm2", m=m, step=name, eta=eta, final_loss_rel=float(np.mean(finals)),
-                             iters_to_near_zero=max(hits) if None not in hits else None,
-                             rate_fitted=float(np.nanmean(rates)) if not all(map(math.isnan, rates)) else float("nan"),
-                             rate_predicted=predicted,
-                             iters_predicted=(math.log(1 / s.near_zero) / -math.log(predicted)
-                                              if 0 < predicted < 1 else float("inf")),
-                             pattern_flips=float(np.mean(flips)), W_move_rel=float(np.mean(moves)), diverged=divs))
-            r = rows[-1]
-            log(f"  thm2 m={m:<5} eta={name:<10} ({eta:.3g}) final/initial {r['final_loss_rel']:.3g} "
-                f"rate {r['rate_fitted']:.4g} (pred {predicted:.4g}) iters to near-zero {r['iters_to_near_zero']}")
+    steps = [("du", lam0 / len(y) ** 2)] + [(f"{f:g}/||H||", f / H_norm) for f in s.thm2_factors]
+    for m, (name, eta) in itertools.product(s.thm2_widths, steps):
+        finals, rates, hits, flips, moves, divs = [], [], [], [], [], 0
+        for seed in range(s.seeds):
+            W0, a = init_network(X.shape[1], m, seed)
+            run = train_gd(X, y, W0, a, "gd", eta=eta, iters=s.thm2_iters, blowup=s.blowup)
+            curves[(m, name, seed)] = run["loss"]
+            divs += run["diverged"] is not None
+            finals.append(run["loss"][-1] / run["loss"][0] if run["diverged"] is None else float("inf"))
+            rel = run["loss"] / run["loss"][0]  # the rate is fitted from 1e-3 down to 1e-24 of the start
+            rates.append(experiments.fitted_rate(run["loss"], (rel <= 1e-3) & (rel >= 1e-24))
+                         if run["diverged"] is None else float("nan"))
+            hits.append(experiments.settled_index(run["loss"] <= s.near_zero * run["loss"][0]))
+            flips.append(float(((X @ run["W"] >= 0) != (X @ W0 >= 0)).double().mean()))
+            moves.append(float((run["W"] - W0).norm() / W0.norm()))
+        predicted = float(np.max((1 - eta * eig) ** 2))
+        rows.append(dict(part="thm2", m=m, step=name, eta=eta, final_loss_rel=float(np.mean(finals)),
+                         iters_to_near_zero=max(hits) if None not in hits else None,
+                         rate_fitted=float(np.nanmean(rates)) if not all(map(math.isnan, rates)) else float("nan"),
+                         rate_predicted=predicted,
+                         iters_predicted=(math.log(1 / s.near_zero) / -math.log(predicted)
+                                          if 0 < predicted < 1 else float("inf")),
+                         pattern_flips=float(np.mean(flips)), W_move_rel=float(np.mean(moves)), diverged=divs))
+        r = rows[-1]
+        log(f"  thm2 m={m:<5} eta={name:<10} ({eta:.3g}) final/initial {r['final_loss_rel']:.3g} "
+            f"rate {r['rate_fitted']:.4g} (pred {predicted:.4g}) iters to near-zero {r['iters_to_near_zero']}")
     return rows, curves
 
 
@@ -255,28 +250,23 @@ def theorem3(s, X, y, eig, log) -> tuple[list[dict[str, Any]], dict]:
     critical = eta * (lam0 + H_norm) / 2
     rows, curves = [], {}
     settings = [("adaloss", alpha) for alpha in s.thm3_alphas] + [("adagradnorm", None)]
-    for method, alpha in settings:
-        for b0 in s.thm3_b0s:
-            for seed in range(s.seeds):
-                W0, a = init_network(X.shape[1], s.thm3_width, seed)
-                run = train_gd(X, y, W0, a, method, eta=eta, b0=b0, alpha=alpha or 1.0, iters=s.thm3_iters,
-                               blowup=s.blowup)
-                curves[(method, alpha, b0, seed)] = run
-                b = run["b"]
-                tail = b[int(0.8 * (len(b) - 1))]
-                H_end = np.linalg.eigvalsh(h_empirical(X, run["W"]))
-                rows.append(dict(
-                    part="thm3", method=method, alpha=alpha, b0=b0, case="a" if b0 > critical else "b", seed=seed,
-                    loss0=float(run["loss"][0]), max_loss_rel=float(run["loss"].max() / run["loss"][0]),
-                    final_loss=float(run["loss"][-1]), final_loss_rel=float(run["loss"][-1] / run["loss"][0]),
-                    iters_to_near_zero=experiments.settled_index(run["loss"] <= s.near_zero * run["loss"][0]),
-                    b_final=float(b[-1]), b_change_last_20pct=float((b[-1] - tail) / b[-1]),
-                    critical=critical, critical_end=eta * float(H_end[-1]) / 2,
-                    W_move_rel=float((run["W"] - W0).norm() / W0.norm()), diverged=run["diverged"] is not None))
-                r = rows[-1]
-                log(f"  thm3 {LABELS[method]:<12} alpha={alpha} b0={b0:<6g} case {r['case']} final/initial "
-                    f"{r['final_loss_rel']:.3g} max/initial {r['max_loss_rel']:.3g} b_final {r['b_final']:.4g} "
-                    f"(critical {critical:.3g}, at end {r['critical_end']:.3g})")
+    for (method, alpha), b0, seed in itertools.product(settings, s.thm3_b0s, range(s.seeds)):
+        W0, a = init_network(X.shape[1], s.thm3_width, seed)
+        run = train_gd(X, y, W0, a, method, eta=eta, b0=b0, alpha=alpha or 1.0, iters=s.thm3_iters, blowup=s.blowup)
+        curves[(method, alpha, b0, seed)] = run
+        b = run["b"]
+        rows.append(dict(
+            part="thm3", method=method, alpha=alpha, b0=b0, case="a" if b0 > critical else "b", seed=seed,
+            loss0=float(run["loss"][0]), max_loss_rel=float(run["loss"].max() / run["loss"][0]),
+            final_loss=float(run["loss"][-1]), final_loss_rel=float(run["loss"][-1] / run["loss"][0]),
+            iters_to_near_zero=experiments.settled_index(run["loss"] <= s.near_zero * run["loss"][0]),
+            b_final=float(b[-1]), b_change_last_20pct=float((b[-1] - b[int(0.8 * (len(b) - 1))]) / b[-1]),
+            critical=critical, critical_end=eta * float(np.linalg.eigvalsh(h_empirical(X, run["W"]))[-1]) / 2,
+            W_move_rel=float((run["W"] - W0).norm() / W0.norm()), diverged=run["diverged"] is not None))
+        r = rows[-1]
+        log(f"  thm3 {LABELS[method]:<12} alpha={alpha} b0={b0:<6g} case {r['case']} final/initial "
+            f"{r['final_loss_rel']:.3g} max/initial {r['max_loss_rel']:.3g} b_final {r['b_final']:.4g} "
+            f"(critical {critical:.3g}, at end {r['critical_end']:.3g})")
     return rows, curves
 
 
@@ -340,9 +330,8 @@ def plot_fig5(rows, path: Path) -> None:
     fig, axes = experiments.subplots(1, 2, figsize=(8.5, 3.2))
     for family in dict.fromkeys(r["family"] for r in rows):
         sel = [r for r in rows if r["family"] == family]
-        ns = [r["n"] for r in sel]
-        axes[0].plot(ns, [r["H_norm"] for r in sel], "o-", label=family, ms=4)
-        axes[1].plot(ns, [r["lambda_0"] for r in sel], "o-", label=family, ms=4)
+        for ax, key in zip(axes, ("H_norm", "lambda_0")):
+            ax.plot([r["n"] for r in sel], [r[key] for r in sel], "o-", label=family, ms=4)
     axes[0].set(xscale="log", yscale="log", xlabel="n", ylabel="‖H∞‖", title="‖H∞‖ vs n")
     axes[1].set(xscale="log", yscale="log", xlabel="n", ylabel="λ₀", title="λ₀ = λ_min(H∞) vs n")
     axes[0].legend(fontsize=7)
@@ -369,7 +358,8 @@ def plot_thm2(curves, rows, s, path: Path) -> None:
 
 
 def plot_thm3(curves, rows, s, path: Path) -> None:
-    fig, axes = experiments.subplots(1, 2, figsize=(9, 3.4))
+    rows_of_legend = math.ceil((len(s.thm3_alphas) + 1) * len(s.thm3_b0s) / 4)
+    fig, axes = experiments.subplots(1, 2, figsize=(9, 3.4 + 0.22 * rows_of_legend))
     styles = ["-", "--", ":", "-."]
     for (method, alpha, b0, seed), run in curves.items():
         if seed:
@@ -378,8 +368,7 @@ def plot_thm3(curves, rows, s, path: Path) -> None:
         ls = styles[s.thm3_b0s.index(b0) % len(styles)]
         axes[0].plot(run["loss"] / run["loss"][0], color=color, ls=ls, label=f"{method_label(method, alpha)} b0={b0:g}")
         axes[1].plot(run["b"], color=color, ls=ls)
-    critical = rows[0]["critical"]
-    axes[1].axhline(critical, color="k", lw=1, ls="--", label="η(λ₀+‖H∞‖)/2")
+    axes[1].axhline(rows[0]["critical"], color="k", lw=1, ls="--", label="η(λ₀+‖H∞‖)/2")
     axes[0].set(yscale="log", xlabel="iteration k", ylabel="L / L(0)", title="GD with AdaLoss: loss", ylim=(1e-30, 1e4))
     axes[1].set(yscale="log", xlabel="iteration k", ylabel="b_k", title="b_k")
     axes[1].set_xscale("symlog", linthresh=10)
@@ -388,8 +377,6 @@ def plot_thm3(curves, rows, s, path: Path) -> None:
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=7)
     fig.suptitle(f"Two-layer net, GD with AdaLoss / AdaGrad-Norm, eta={s.thm3_eta:g}, m={s.thm3_width} "
                  "(solid: small b0, dashed: large b0)", fontsize=9)
-    rows_of_legend = math.ceil((len(s.thm3_alphas) + 1) * len(s.thm3_b0s) / 4)
-    fig.set_size_inches(9, 3.4 + 0.22 * rows_of_legend)
     save_figure(fig, path, rect=(0, 0.06 * rows_of_legend + 0.02, 1, 1))
 
 

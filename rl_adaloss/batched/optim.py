@@ -160,8 +160,9 @@ class MemberOptimizer:
         return torch.cat([g.reshape(self.members, -1) for g in grads], dim=1)
 
     @torch.no_grad()
-    def step(self, losses: Tensor, active: Tensor) -> None:
-        """Step the members in ``active`` with their losses (K,); the others are left exactly as they are."""
+    def step(self, losses: Tensor, active: Tensor, all_finite: bool = False) -> None:
+        """Step the members in ``active`` with their losses (K,); the others are left exactly as they are.
+        ``all_finite``: the caller knows that every member is active and every loss finite (no check then)."""
         if self.member_axis:
             if self.flat.grad is None:  # not gathered by clip_grad_norm_
                 self.flat.grad = self._gathered(self._grads())
@@ -169,7 +170,9 @@ class MemberOptimizer:
             # On the CPU reading the (K,) masks is free: when every member steps, the optimizer may skip its masks.
             # step_members: the member-axis rules are all ScheduledOptimizers; it skips torch's per-call step
             # wrapper (hooks, record_function), which this engine never uses.
-            if losses.device.type == "cpu" and bool(active.all()) and bool(torch.isfinite(losses).all()):
+            if all_finite or (
+                losses.device.type == "cpu" and bool(active.all()) and bool(torch.isfinite(losses).all())
+            ):
                 self.optimizer.step_members(losses, all_finite=True)
                 return
             masked = torch.where(active, losses, torch.full_like(losses, float("nan")))

@@ -272,12 +272,13 @@ class BatchedActorCritic:
         return ok.flatten(1).all(dim=1)
 
     def evaluate_actions(
-        self, obs: Tensor, actions: Tensor, saved: dict | None = None
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        self, obs: Tensor, actions: Tensor, saved: dict | None = None, validity: bool = True
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """SB3's ``evaluate_actions``: values, log-prob and entropy (each (K, B)), plus per-member validity (K,).
 
         ``saved``: a dict that receives what :meth:`backward` needs (run it under ``no_grad`` then: the update
-        differentiates by hand, without recording a graph)."""
+        differentiates by hand, without recording a graph). ``validity=False``: None for the validity (a caller
+        that checks it otherwise, or later with :meth:`valid` on ``saved``'s mean and scale)."""
         latent_pi, latent_vf = self.latents(obs, saved)
         mean, scale = self.distribution(latent_pi)
         if saved is not None:
@@ -286,7 +287,7 @@ class BatchedActorCritic:
             self.value_from_latent(latent_vf),
             self.log_prob(actions, mean, scale),
             self.entropy(scale),
-            self.valid(mean, scale),
+            self.valid(mean, scale) if validity else None,
         )
 
     # -- the gradients, by hand --------------------------------------------------------------------------------

@@ -490,25 +490,23 @@ class BatchedPPO:
         finite_losses = torch.ones(K, dtype=torch.bool, device=self.device)
         recorded = False
 
+        # While every member steps (``all_active``) and a minibatch's records are all finite, the per-member masks
+        # change nothing, so the minibatch skips them (see ``fast`` below): the same numbers, fewer ops and reads.
+        all_active = bool(active.all())
+        joint = "joint" in self.optimizers
         for epoch in range(self.ppo.n_epochs):
-            if not bool(active.any()):
+            if not all_active and not bool(active.any()):
                 break
             order = permutations(epoch).to(self.device)
             shuffled = rows.index_select(0, (order + member_offsets).reshape(-1)).view(K, N, D)
             for start in range(0, N, B):
-                if not bool(active.any()):
+                if not all_active and not bool(active.any()):
                     break
                 mb = shuffled[:, start : start + B]
                 obs, actions = mb[..., :obs_dim].contiguous(), mb[..., obs_dim:a0]
                 old_values, old_log_prob, advantages, returns = mb[..., a0 : a0 + 4].unbind(-1)
                 saved: dict[str, Any] = {}
-                values, log_prob, entropy, valid = self.policy.evaluate_actions(obs, actions, saved)
-                if not bool(valid[active].all()):
-                    self._diverge(
-                        active & ~valid,
-                        "the action distribution became invalid (a NaN mean, or a NaN, infinite or zero scale)",
-                    )
-                    active = active & valid
+                values, log_prob, entropy, _ = self.policy.evaluate_actions(obs, actions, saved, validity=False)
                 if self.ppo.normalize_advantage and advantages.shape[1] > 1:
                     advantages = (advantages - advantages.mean(dim=1, keepdim=True)) / (
                         advantages.std(dim=1, keepdim=True) + 1e-8
@@ -533,14 +531,37 @@ class BatchedPPO:
                 records = torch.stack(
                     [policy_loss, value_loss, entropy_loss, actor_loss, critic_loss, clip_fraction, approx_kl]
                 )
-                sums += torch.where(active, records, 0.0)
+                joint_loss = actor_loss + critic_loss if joint else None
+                # fast: every member active and every record finite (one sum read: it is finite only if every
+                # term is; an overflow to inf just takes the full path). A finite approx_kl means finite log-probs,
+                # which mean a valid distribution (a NaN or infinite mean, or a NaN, infinite, zero or negative
+                # scale, makes the log-prob NaN or infinite, and exp and the mean carry that on), so the validity
+                # check would find nothing, the masks select everything and the losses are finite.
+                fast = all_active and math.isfinite(float(records.sum())) and (
+                    joint_loss is None or math.isfinite(float(joint_loss.sum())))
+                if not fast:
+                    valid = self.policy.valid(saved["mean"], saved["scale"])
+                    if not bool(valid[active].all()):
+                        self._diverge(
+                            active & ~valid,
+                            "the action distribution became invalid (a NaN mean, or a NaN, infinite or zero scale)",
+                        )
+                        active = active & valid
+                        all_active = False
+                if fast:
+                    sums += records
+                    counts += 1.0
+                else:
+                    sums += torch.where(active, records, 0.0)
+                    counts += active.float()
+                    finite_losses &= ~active | (torch.isfinite(actor_loss) & torch.isfinite(critic_loss))
                 recorded = True
-                counts += active.float()
-                finite_losses &= ~active | (torch.isfinite(actor_loss) & torch.isfinite(critic_loss))
                 if self.ppo.target_kl is not None:
                     active = active & ~(approx_kl > 1.5 * self.ppo.target_kl)
                     if not bool(active.any()):
                         break
+                    if all_active and not bool(active.all()):
+                        all_active = fast = False
                 for optimizer in self.optimizers.values():
                     optimizer.zero_grad()
                 # The gradient of the active members' summed losses (each member's parameters get only its own
@@ -563,12 +584,10 @@ class BatchedPPO:
                     grad_values = torch.where(in_range_vf, grad_values, 0.0)
                 grad_entropy = -(grad_loss * self.ppo.ent_coef) / n
                 self.policy.backward(saved, grad_values, grad_log_prob, grad_entropy)
-                losses = {"actor": actor_loss, "critic": critic_loss}
-                if "joint" in self.optimizers:
-                    losses["joint"] = actor_loss + critic_loss
+                losses = {"actor": actor_loss, "critic": critic_loss, "joint": joint_loss}
                 for role, optimizer in self.optimizers.items():
                     optimizer.clip_grad_norm_(self.ppo.max_grad_norm)
-                    optimizer.step(losses[role], active)
+                    optimizer.step(losses[role], active, all_finite=fast)
             self.n_updates += 1
         self._check_finite(finite_losses)
         mean = (sums / counts.clamp(min=1)).tolist() if recorded else []

@@ -380,12 +380,66 @@ class BatchedActorCritic:
         return self._normal((draws, n_envs, *std.shape[1:])) * std.unsqueeze(1).unsqueeze(1)
 
     @torch.no_grad()
-    def act(self, obs: Tensor, deterministic: bool = False,
-            sde_variance: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def fused_operands(self) -> list[tuple[Tensor, Tensor]] | None:
+        """The actor's and critic's layers side by side, for :meth:`act` while the parameters stay as they are (a
+        rollout): per layer the (2K, in, out) transposed weights and (2K, 1, out) biases, the actor's members first,
+        so that one batched product runs both networks; the last pair the heads (action then value) where the action
+        has one dimension, as the value does. None where the two MLPs differ in shape.
+
+        A member's product is the same whatever the batch (see ``_member_bmm``), so the fused layers give the
+        separate ones' numbers; the stacked copies are made once per rollout."""
+        if len(self.pi_layers) != len(self.vf_layers) or any(
+                wp.shape != wv.shape for (wp, _), (wv, _) in zip(self.pi_layers, self.vf_layers)):
+            return None
+        layers = list(zip(self.pi_layers, self.vf_layers))
+        if self.action_dim == 1:
+            layers.append(((self.params["action_net.weight"], self.params["action_net.bias"]),
+                           (self.params["value_net.weight"], self.params["value_net.bias"])))
+        return [(torch.cat([wp, wv]).transpose(1, 2), torch.cat([bp, bv]).unsqueeze(1))
+                for (wp, bp), (wv, bv) in layers]
+
+    def _fused_forward(self, obs: Tensor, fused: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
+        """(latent_pi, mean, values) through :meth:`fused_operands`' layers, as :meth:`latents`,
+        :meth:`distribution`'s mean and :meth:`value_from_latent` give them."""
+        K = self.members
+        x = obs.to(torch.float32)
+        x = x.expand(2, *x.shape).reshape(2 * K, *x.shape[1:])
+        hidden = len(self.pi_layers)
+        for weight, bias in fused[:hidden]:
+            z = torch.baddbmm(bias, x, weight)
+            # Elementwise ops round an element by where it falls in the vectorised loop (its last, partial block
+            # runs the scalar function): one call over both halves is the same as a call per half only where each
+            # half is a whole number of blocks (64 elements cover every vector width).
+            if (z.numel() // 2) % 64 == 0:
+                x = self.activation(z)
+            else:
+                x = torch.cat([self.activation(z[:K]), self.activation(z[K:])])
+        latent_pi, latent_vf = x[:K], x[K:]
+        if len(fused) > hidden:
+            weight, bias = fused[hidden]
+            out = torch.baddbmm(bias, x, weight)
+            return latent_pi, out[:K], out[K:, :, 0]
+        mean = self._linear(latent_pi, self.params["action_net.weight"], self.params["action_net.bias"])
+        return latent_pi, mean, self.value_from_latent(latent_vf)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool = False, sde_variance: Tensor | None = None,
+            fused: list[tuple[Tensor, Tensor]] | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """SB3's ``policy(obs)``: actions (K, n, A), values (K, n), log-probs (K, n), and validity (K,).
-        ``sde_variance``: see :meth:`distribution`."""
-        latent_pi, latent_vf = self.latents(obs)
-        mean, scale = self.distribution(latent_pi, sde_variance)
+        ``sde_variance``: see :meth:`distribution`; ``fused``: :meth:`fused_operands` for the current parameters
+        (the same numbers, fewer ops)."""
+        if fused is not None:
+            latent_pi, mean, values = self._fused_forward(obs, fused)
+            if self.use_sde:
+                if sde_variance is None:
+                    sde_variance = self.sde_variance_matrix()
+                scale = torch.sqrt(_member_bmm(latent_pi.square(), sde_variance) + _SDE_EPSILON)
+            else:
+                scale = torch.ones_like(mean) * self.params["log_std"].exp().unsqueeze(1)
+        else:
+            latent_pi, latent_vf = self.latents(obs)
+            mean, scale = self.distribution(latent_pi, sde_variance)
+            values = self.value_from_latent(latent_vf)
         if deterministic:
             actions = mean
         elif self.use_sde:
@@ -400,7 +454,7 @@ class BatchedActorCritic:
             valid = torch.ones(self.members, dtype=torch.bool, device=self.device)
         else:
             valid = self.valid(mean, scale)
-        return actions, self.value_from_latent(latent_vf), log_prob, valid
+        return actions, values, log_prob, valid
 
     @torch.no_grad()
     def predict(self, obs: Tensor) -> Tensor:

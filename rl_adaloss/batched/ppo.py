@@ -372,10 +372,12 @@ class BatchedPPO:
             noise = self._noise(n, 1 + (-(-T // self.ppo.sde_sample_freq) if redraw else 0))
             self.policy.exploration = next(noise)
             sde_variance = self.policy.sde_variance_matrix()
+        # Both networks in one pass per layer (the parameters do not change during a rollout either).
+        fused = self.policy.fused_operands()
         for step in range(T):
             if redraw and step % self.ppo.sde_sample_freq == 0:
                 self.policy.exploration = next(noise)
-            actions, values, log_probs, valid = self.policy.act(self.last_obs, sde_variance=sde_variance)
+            actions, values, log_probs, valid = self.policy.act(self.last_obs, sde_variance=sde_variance, fused=fused)
             if not bool(valid.all()):
                 self._diverge(
                     ~valid, "the action distribution became invalid (a NaN mean, or a NaN, infinite or zero scale)"

@@ -137,8 +137,12 @@ class BatchedVecNormalize:
             return self._step_both(result)
         if self.training and self.settings.obs:
             self.obs_rms.update(result.obs)
-        # Both at once (elementwise, so each as on its own): one pass of the per-step ops, one sqrt of the variance.
-        obs, terminal = self.normalize_obs(torch.stack([result.obs, result.terminal_obs])).unbind(0)
+        # Both at once (elementwise, so each as on its own): one pass of the per-step ops, one sqrt of the variance;
+        # where no env is done the terminal observations are the observations (the same tensor), normalized once.
+        if result.terminal_obs is result.obs:
+            obs = terminal = self.normalize_obs(result.obs)
+        else:
+            obs, terminal = self.normalize_obs(torch.stack([result.obs, result.terminal_obs])).unbind(0)
         if self.training and self.settings.reward:
             self.returns = self.returns * self.settings.gamma + result.reward
             self.ret_rms.update(self.returns)
@@ -174,9 +178,11 @@ class BatchedVecNormalize:
                              self.ret_rms.mean, self.ret_rms.var, self.ret_rms.count)
         std = torch.sqrt(new_var + self.settings.epsilon).unsqueeze(1)
         clip = self.settings.clip_obs
-        both = torch.stack([result.obs, result.terminal_obs])
-        obs, terminal = torch.clamp((both - new_mean[:, :D].unsqueeze(1)) / std[..., :D], -clip, clip).to(
-            torch.float32).unbind(0)
+        # Where no env is done the terminal observations are the observations (the same tensor): normalized once.
+        # (Only correctly rounded ops here, so an element's result does not depend on the batch it is in.)
+        both = result.obs if result.terminal_obs is result.obs else torch.stack([result.obs, result.terminal_obs])
+        normalized = torch.clamp((both - new_mean[:, :D].unsqueeze(1)) / std[..., :D], -clip, clip).to(torch.float32)
+        obs, terminal = (normalized, normalized) if both is result.obs else normalized.unbind(0)
         clip = self.settings.clip_reward
         reward = torch.clamp(result.reward / std[..., D], -clip, clip).to(torch.float32)
         self.returns.masked_fill_(result.done, 0)

@@ -142,6 +142,7 @@ class BatchedActorCritic:
         self.vf_layers = self._layers("mlp_extractor.value_net")
         self.rng = MemberRNG(noise_seeds if noise_seeds is not None else seeds, "noise", self.device)
         self.exploration = None  # gSDE: (K, n_envs, latent, action)
+        self._layer_indices: dict[str, list[int]] = {}  # per MLP prefix, its layers' indices (see _mlp_backward)
 
     # -- SB3 interop ------------------------------------------------------------------------------------------
 
@@ -293,10 +294,10 @@ class BatchedActorCritic:
     # -- the gradients, by hand --------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def backward(self, saved: dict, grad_values: Tensor, grad_log_prob: Tensor, grad_entropy: Tensor) -> None:
+    def backward(self, saved: dict, grad_values: Tensor, grad_log_prob: Tensor, grad_entropy: Tensor | None) -> None:
         """Set every parameter's ``.grad`` to the gradient of a loss whose gradients with respect to
         :meth:`evaluate_actions`' values, log-prob and entropy (each (K, B)) are given, for the forward pass that
-        filled ``saved``.
+        filled ``saved``. ``grad_entropy`` None: no entropy term (as a zero gradient, for finite nonzero scales).
 
         autograd's backward written out for these networks: the same formulas (``baddbmm``'s, the activations',
         sqrt's, exp's, ...), node by node, and gradients of a tensor used twice added in autograd's order, so the
@@ -315,7 +316,9 @@ class BatchedActorCritic:
         diff = actions - mean
         twice_var = 2 * scale.square()
         grad_q = grad_log_prob.unsqueeze(-1).expand(shape)
-        grad_scale = grad_entropy.unsqueeze(-1).expand(shape) / scale + (-grad_q) / scale
+        grad_scale = (-grad_q) / scale
+        if grad_entropy is not None:
+            grad_scale = grad_entropy.unsqueeze(-1).expand(shape) / scale + grad_scale
         grad_twice_var = -grad_q * ((-diff.square() / twice_var) / twice_var)
         grad_scale = grad_scale + (grad_twice_var * 2) * (2 * scale)
         grad_mean = -((-(grad_q / twice_var)) * (2 * diff))
@@ -354,8 +357,10 @@ class BatchedActorCritic:
         return _member_bmm(grad_out, weight) if need_input else None
 
     def _mlp_backward(self, grad_h: Tensor, saved: list, prefix: str, grads: dict[str, Tensor]) -> None:
-        indices = sorted({int(name[len(prefix) + 1 :].split(".")[0]) for name in self.names
-                          if name.startswith(prefix + ".")})
+        indices = self._layer_indices.get(prefix)
+        if indices is None:  # the same every minibatch: found once
+            indices = self._layer_indices[prefix] = sorted(
+                {int(name[len(prefix) + 1 :].split(".")[0]) for name in self.names if name.startswith(prefix + ".")})
         for i, (index, (x, z, h)) in reversed(list(enumerate(zip(indices, saved)))):
             grad_z = self.activation_backward(grad_h, z, h)
             grad_h = self._linear_backward(grad_z, x, f"{prefix}.{index}", grads, need_input=i > 0)

@@ -590,7 +590,9 @@ class BatchedPPO:
                 if clip_range_vf is not None:
                     in_range_vf = (values_change >= -clip_range_vf) & (values_change <= clip_range_vf)
                     grad_values = torch.where(in_range_vf, grad_values, 0.0)
-                grad_entropy = -(grad_loss * self.ppo.ent_coef) / n
+                # Without an entropy term every member's entropy gradient is -0.0, which adds nothing to a finite
+                # scale's gradient (-0.0 / scale + g is g, bit for bit): where the scales are known valid, skip it.
+                grad_entropy = None if fast and self.ppo.ent_coef == 0 else -(grad_loss * self.ppo.ent_coef) / n
                 self.policy.backward(saved, grad_values, grad_log_prob, grad_entropy)
                 losses = {"actor": actor_loss, "critic": critic_loss, "joint": joint_loss}
                 for role, optimizer in self.optimizers.items():

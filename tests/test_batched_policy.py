@@ -164,6 +164,14 @@ def test_hand_backward_is_autograds_bit_for_bit(variant, activation, members):
     batched.backward(saved, *upstream)
     for name, param in batched.params.items():
         assert torch.equal(param.grad, expected[name]), name
+    # Written into views of one (K, P) buffer (as the update's optimizers give them): the same gradients.
+    sizes = [p[0].numel() for p in batched.params.values()]
+    buffer = torch.empty(members, sum(sizes))
+    views = {name: columns.view(p.shape)
+             for (name, p), columns in zip(batched.params.items(), buffer.split(sizes, dim=1))}
+    batched.backward(saved, *upstream, out=views)
+    for name, param in batched.params.items():
+        assert param.grad is views[name] and torch.equal(views[name], expected[name]), name
 
 
 @pytest.mark.parametrize("use_sde", [False, True])

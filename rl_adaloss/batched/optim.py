@@ -138,6 +138,18 @@ class MemberOptimizer:
         if self.member_axis:
             self.flat.grad = None
 
+    def grad_views(self) -> list[Tensor] | None:
+        """With the member axis: per parameter, a view (of its shape) of its columns in one (K, P) gradient buffer,
+        kept from step to step, for a backward to write the gradients into; :meth:`clip_grad_norm_` then finds
+        them gathered already. None without the member axis."""
+        if not self.member_axis:
+            return None
+        if getattr(self, "_grad_buffer", None) is None:
+            self._grad_buffer = torch.empty_like(self.flat)
+            self._grad_views = [columns.view(p.shape)
+                                for p, columns in zip(self.params, self._grad_buffer.split(self.sizes, dim=1))]
+        return self._grad_views
+
     def clip_grad_norm_(self, max_norm: float) -> Tensor:
         """:func:`clip_grad_norm_per_member` on this role's gradients; with the member axis the clipped gradients
         are gathered into ``flat.grad`` (the norms from each parameter's gradient, as before, so they round the
@@ -146,7 +158,13 @@ class MemberOptimizer:
             return clip_grad_norm_per_member(self.params, max_norm)
         grads = self._grads()
         total, coef = _total_norm_and_coef(grads, max_norm)
-        self.flat.grad = self._gathered(grads).mul_(coef.view(-1, 1))
+        buffer = getattr(self, "_grad_buffer", None)
+        if buffer is not None and all(g is v for g, v in zip(grads, self._grad_views)):
+            # Written into grad_views' buffer by the backward: gathered already (its views' norms are the same
+            # per-row reductions as the separate tensors').
+            self.flat.grad = buffer.mul_(coef.view(-1, 1))
+        else:
+            self.flat.grad = self._gathered(grads).mul_(coef.view(-1, 1))
         return total
 
     def _grads(self) -> list[Tensor]:

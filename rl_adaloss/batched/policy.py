@@ -143,6 +143,7 @@ class BatchedActorCritic:
         self.rng = MemberRNG(noise_seeds if noise_seeds is not None else seeds, "noise", self.device)
         self.exploration = None  # gSDE: (K, n_envs, latent, action)
         self._layer_indices: dict[str, list[int]] = {}  # per MLP prefix, its layers' indices (see _mlp_backward)
+        self._grad_out: dict[str, Tensor] | None = None  # backward's ``out``, while it runs
 
     # -- SB3 interop ------------------------------------------------------------------------------------------
 
@@ -294,10 +295,12 @@ class BatchedActorCritic:
     # -- the gradients, by hand --------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def backward(self, saved: dict, grad_values: Tensor, grad_log_prob: Tensor, grad_entropy: Tensor | None) -> None:
+    def backward(self, saved: dict, grad_values: Tensor, grad_log_prob: Tensor, grad_entropy: Tensor | None,
+                 out: dict[str, Tensor] | None = None) -> None:
         """Set every parameter's ``.grad`` to the gradient of a loss whose gradients with respect to
         :meth:`evaluate_actions`' values, log-prob and entropy (each (K, B)) are given, for the forward pass that
         filled ``saved``. ``grad_entropy`` None: no entropy term (as a zero gradient, for finite nonzero scales).
+        ``out``: per parameter name, a tensor of its shape to write its gradient into (and make its ``.grad``).
 
         autograd's backward written out for these networks: the same formulas (``baddbmm``'s, the activations',
         sqrt's, exp's, ...), node by node, and gradients of a tensor used twice added in autograd's order, so the
@@ -305,6 +308,7 @@ class BatchedActorCritic:
         running its ~40 small nodes cost a third of an update's minibatch step; this costs the arithmetic."""
         params = self.params
         grads: dict[str, Tensor] = {}
+        self._grad_out = out
         # The critic: the value head and its MLP.
         grad_latent_vf = self._linear_backward(grad_values.unsqueeze(-1), saved["vf"][-1][2], "value_net", grads)
         self._mlp_backward(grad_latent_vf, saved["vf"], "mlp_extractor.value_net", grads)
@@ -343,7 +347,10 @@ class BatchedActorCritic:
             grads["log_std"] = grad_scale.sum(dim=1) * torch.exp(log_std)
         self._mlp_backward(grad_latent_pi, saved["pi"], "mlp_extractor.policy_net", grads)
         for name, grad in grads.items():
+            if out is not None and grad is not out[name]:
+                grad = out[name].copy_(grad)
             params[name].grad = grad
+        self._grad_out = None
 
     def _linear_backward(self, grad_out: Tensor, x: Tensor, prefix: str, grads: dict[str, Tensor],
                          need_input: bool = True) -> Tensor | None:
@@ -351,8 +358,16 @@ class BatchedActorCritic:
         (None where not needed)."""
         weight = self.params[f"{prefix}.weight"]
         # As autograd: (x^T grad)^T, made contiguous as AccumulateGrad does (the per-member optimizers' kernels
-        # want a gradient laid out as its parameter).
-        grads[f"{prefix}.weight"] = _member_bmm(x.transpose(1, 2), grad_out).transpose(1, 2).contiguous()
+        # want a gradient laid out as its parameter). Into backward's ``out`` directly, the product written
+        # transposed, where both of the weight's dimensions exceed 1: MKL's gemm then rounds the same (checked
+        # over K, batch and layer sizes; products with a vector side take other paths, which may not).
+        name = f"{prefix}.weight"
+        out = self._grad_out
+        if out is not None and min(weight.shape[1:]) > 1:
+            torch.bmm(x.transpose(1, 2), grad_out, out=out[name].transpose(1, 2))
+            grads[name] = out[name]
+        else:
+            grads[name] = _member_bmm(x.transpose(1, 2), grad_out).transpose(1, 2).contiguous()
         grads[f"{prefix}.bias"] = grad_out.sum(dim=1)
         return _member_bmm(grad_out, weight) if need_input else None
 

@@ -502,6 +502,10 @@ class BatchedPPO:
         # change nothing, so the minibatch skips them (see ``fast`` below): the same numbers, fewer ops and reads.
         all_active = bool(active.all())
         joint = "joint" in self.optimizers
+        # The optimizers' gradient buffers, by parameter name, for the backward to write into (None without them).
+        by_param = {id(p): v for o in self.optimizers.values() for p, v in zip(o.params, o.grad_views() or [])}
+        grad_out = ({name: by_param[id(p)] for name, p in self.policy.params.items()}
+                    if len(by_param) == len(self.policy.params) else None)
         for epoch in range(self.ppo.n_epochs):
             if not all_active and not bool(active.any()):
                 break
@@ -593,7 +597,7 @@ class BatchedPPO:
                 # Without an entropy term every member's entropy gradient is -0.0, which adds nothing to a finite
                 # scale's gradient (-0.0 / scale + g is g, bit for bit): where the scales are known valid, skip it.
                 grad_entropy = None if fast and self.ppo.ent_coef == 0 else -(grad_loss * self.ppo.ent_coef) / n
-                self.policy.backward(saved, grad_values, grad_log_prob, grad_entropy)
+                self.policy.backward(saved, grad_values, grad_log_prob, grad_entropy, out=grad_out)
                 losses = {"actor": actor_loss, "critic": critic_loss, "joint": joint_loss}
                 for role, optimizer in self.optimizers.items():
                     optimizer.clip_grad_norm_(self.ppo.max_grad_norm)

@@ -363,12 +363,18 @@ class BatchedActorCritic:
         # over K, batch and layer sizes; products with a vector side take other paths, which may not).
         name = f"{prefix}.weight"
         out = self._grad_out
-        if out is not None and min(weight.shape[1:]) > 1:
-            torch.bmm(x.transpose(1, 2), grad_out, out=out[name].transpose(1, 2))
-            grads[name] = out[name]
-        else:
+        if out is None:
             grads[name] = _member_bmm(x.transpose(1, 2), grad_out).transpose(1, 2).contiguous()
-        grads[f"{prefix}.bias"] = grad_out.sum(dim=1)
+            grads[f"{prefix}.bias"] = grad_out.sum(dim=1)
+        else:
+            if min(weight.shape[1:]) > 1:
+                torch.bmm(x.transpose(1, 2), grad_out, out=out[name].transpose(1, 2))
+            else:
+                out[name].copy_(_member_bmm(x.transpose(1, 2), grad_out).transpose(1, 2))
+            grads[name] = out[name]
+            # The sum over the batch, each output element accumulated in the same order whatever the output's
+            # strides (the batch axis lies between the member and the unit axes, so they never merge).
+            grads[f"{prefix}.bias"] = torch.sum(grad_out, dim=1, out=out[f"{prefix}.bias"])
         return _member_bmm(grad_out, weight) if need_input else None
 
     def _mlp_backward(self, grad_h: Tensor, saved: list, prefix: str, grads: dict[str, Tensor]) -> None:

@@ -144,6 +144,7 @@ class BatchedActorCritic:
         self.exploration = None  # gSDE: (K, n_envs, latent, action)
         self._layer_indices: dict[str, list[int]] = {}  # per MLP prefix, its layers' indices (see _mlp_backward)
         self._grad_out: dict[str, Tensor] | None = None  # backward's ``out``, while it runs
+        self._prepared: dict[int, tuple[Tensor, Tensor]] | None = None  # see prepare()
 
     # -- SB3 interop ------------------------------------------------------------------------------------------
 
@@ -194,9 +195,24 @@ class BatchedActorCritic:
 
     # -- the networks ---------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    def _linear(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        operands = self._prepared.get(id(weight)) if self._prepared is not None else None
+        if operands is not None:
+            return torch.baddbmm(operands[1], x, operands[0])
         return _member_bmm(x, weight, bias.unsqueeze(1), transpose=True)
+
+    def prepare(self) -> None:
+        """Keep each layer's ``_linear`` operands (the transposed weight, the bias as a row: views of the
+        parameters, so they follow in-place updates) until :meth:`release`, for many forward passes over
+        parameters that are updated in place only (an update). Not where ``_member_bmm`` copies a batch of one
+        (K = 1 with one output), which keeps its own path."""
+        layers = self.pi_layers + self.vf_layers + [
+            (self.params[f"{head}.weight"], self.params[f"{head}.bias"]) for head in ("action_net", "value_net")]
+        self._prepared = {id(w): (w.transpose(1, 2), b.unsqueeze(1)) for w, b in layers
+                          if not (self.members == 1 and w.shape[1] == 1)}
+
+    def release(self) -> None:
+        self._prepared = None
 
     @staticmethod
     def _features_times(x: Tensor, matrix: Tensor) -> Tensor:

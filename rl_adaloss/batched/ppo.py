@@ -506,6 +506,9 @@ class BatchedPPO:
         by_param = {id(p): v for o in self.optimizers.values() for p, v in zip(o.params, o.grad_views() or [])}
         grad_out = ({name: by_param[id(p)] for name, p in self.policy.params.items()}
                     if len(by_param) == len(self.policy.params) else None)
+        # The layers' operands for every minibatch's forward pass (views: they follow the optimizers' in-place
+        # steps; were an exception to leave them, they would still be the parameters' views).
+        self.policy.prepare()
         for epoch in range(self.ppo.n_epochs):
             if not all_active and not bool(active.any()):
                 break
@@ -574,8 +577,9 @@ class BatchedPPO:
                         break
                     if all_active and not bool(active.all()):
                         all_active = fast = False
-                for optimizer in self.optimizers.values():
-                    optimizer.zero_grad()
+                if grad_out is None:  # else the backward sets every gradient, and clip_grad_norm_ flat.grad
+                    for optimizer in self.optimizers.values():
+                        optimizer.zero_grad()
                 # The gradient of the active members' summed losses (each member's parameters get only its own
                 # loss's) by the chain rule through the terms above, node by node as autograd runs it, so that the
                 # gradients are autograd's bit for bit: mean's is the expanded gradient / B, min's splits a tie in
@@ -603,6 +607,7 @@ class BatchedPPO:
                     optimizer.clip_grad_norm_(self.ppo.max_grad_norm)
                     optimizer.step(losses[role], active, all_finite=fast)
             self.n_updates += 1
+        self.policy.release()
         self._check_finite(finite_losses)
         mean = (sums / counts.clamp(min=1)).tolist() if recorded else []
         self.stats = UpdateStats({name: values for name, values in zip(self.RECORDS, mean)})

@@ -491,8 +491,9 @@ class BatchedActorCritic:
         log_prob = self.log_prob(actions, mean, scale)
         # Finite log-probs imply a valid distribution (a NaN or infinite mean makes actions - mean NaN; a NaN,
         # infinite, zero or negative scale makes log(scale) non-finite), so the full check runs only when some
-        # log-prob is not finite: then it tells which members are invalid.
-        if bool(torch.isfinite(log_prob).all()):
+        # log-prob is not finite: then it tells which members are invalid. (One read of their sum: it is finite
+        # only if every log-prob is; an overflow would just run the full check.)
+        if math.isfinite(float(log_prob.sum())):
             valid = torch.ones(self.members, dtype=torch.bool, device=self.device)
         else:
             valid = self.valid(mean, scale)

@@ -164,3 +164,37 @@ def test_hand_backward_is_autograds_bit_for_bit(variant, activation, members):
     batched.backward(saved, *upstream)
     for name, param in batched.params.items():
         assert torch.equal(param.grad, expected[name]), name
+    # Written into views of one (K, P) buffer (as the update's optimizers give them): the same gradients.
+    sizes = [p[0].numel() for p in batched.params.values()]
+    buffer = torch.empty(members, sum(sizes))
+    views = {name: columns.view(p.shape)
+             for (name, p), columns in zip(batched.params.items(), buffer.split(sizes, dim=1))}
+    batched.backward(saved, *upstream, out=views)
+    for name, param in batched.params.items():
+        assert param.grad is views[name] and torch.equal(views[name], expected[name]), name
+
+
+@pytest.mark.parametrize("use_sde", [False, True])
+@pytest.mark.parametrize("net_arch", [(64, 64), (20, 7), {"pi": [32], "vf": [16, 16]}], ids=["64-64", "20-7", "pi-vf"])
+@pytest.mark.parametrize("members,n_envs", [(1, 1), (1, 4), (2, 3), (15, 4)])
+@pytest.mark.parametrize("obs_dim,action_dim", [(3, 1), (5, 2)])
+def test_fused_rollout_forward_is_the_separate_one_bit_for_bit(use_sde, net_arch, members, n_envs, obs_dim,
+                                                               action_dim):
+    """act() through fused_operands (both networks in one product per layer) gives the separate networks' numbers."""
+    obs_space = gymnasium.spaces.Box(-10.0, 10.0, (obs_dim,))
+    action_space = gymnasium.spaces.Box(-1.0, 1.0, (action_dim,))
+    policy = BatchedActorCritic(list(range(members)), obs_space, action_space, net_arch=net_arch, use_sde=use_sde,
+                                log_std_init=-0.5)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    if use_sde:
+        policy.reset_noise(n_envs)
+    obs = torch.randn(members, n_envs, obs_space.shape[0]) * 2
+    noise_state = policy.rng.counter.clone() if hasattr(policy.rng, "counter") else None
+    plain = policy.act(obs)
+    if noise_state is not None:
+        policy.rng.counter.copy_(noise_state)
+    fused = policy.act(obs, fused=policy.fused_operands())
+    for a, b in zip(plain, fused):
+        assert torch.equal(a, b)

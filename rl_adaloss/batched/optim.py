@@ -138,6 +138,18 @@ class MemberOptimizer:
         if self.member_axis:
             self.flat.grad = None
 
+    def grad_views(self) -> list[Tensor] | None:
+        """With the member axis: per parameter, a view (of its shape) of its columns in one (K, P) gradient buffer,
+        kept from step to step, for a backward to write the gradients into; :meth:`clip_grad_norm_` then finds
+        them gathered already. None without the member axis."""
+        if not self.member_axis:
+            return None
+        if getattr(self, "_grad_buffer", None) is None:
+            self._grad_buffer = torch.empty_like(self.flat)
+            self._grad_views = [columns.view(p.shape)
+                                for p, columns in zip(self.params, self._grad_buffer.split(self.sizes, dim=1))]
+        return self._grad_views
+
     def clip_grad_norm_(self, max_norm: float) -> Tensor:
         """:func:`clip_grad_norm_per_member` on this role's gradients; with the member axis the clipped gradients
         are gathered into ``flat.grad`` (the norms from each parameter's gradient, as before, so they round the
@@ -146,7 +158,13 @@ class MemberOptimizer:
             return clip_grad_norm_per_member(self.params, max_norm)
         grads = self._grads()
         total, coef = _total_norm_and_coef(grads, max_norm)
-        self.flat.grad = self._gathered(grads).mul_(coef.view(-1, 1))
+        buffer = getattr(self, "_grad_buffer", None)
+        if buffer is not None and all(g is v for g, v in zip(grads, self._grad_views)):
+            # Written into grad_views' buffer by the backward: gathered already (its views' norms are the same
+            # per-row reductions as the separate tensors').
+            self.flat.grad = buffer.mul_(coef.view(-1, 1))
+        else:
+            self.flat.grad = self._gathered(grads).mul_(coef.view(-1, 1))
         return total
 
     def _grads(self) -> list[Tensor]:
@@ -160,8 +178,9 @@ class MemberOptimizer:
         return torch.cat([g.reshape(self.members, -1) for g in grads], dim=1)
 
     @torch.no_grad()
-    def step(self, losses: Tensor, active: Tensor) -> None:
-        """Step the members in ``active`` with their losses (K,); the others are left exactly as they are."""
+    def step(self, losses: Tensor, active: Tensor, all_finite: bool = False) -> None:
+        """Step the members in ``active`` with their losses (K,); the others are left exactly as they are.
+        ``all_finite``: the caller knows that every member is active and every loss finite (no check then)."""
         if self.member_axis:
             if self.flat.grad is None:  # not gathered by clip_grad_norm_
                 self.flat.grad = self._gathered(self._grads())
@@ -169,7 +188,9 @@ class MemberOptimizer:
             # On the CPU reading the (K,) masks is free: when every member steps, the optimizer may skip its masks.
             # step_members: the member-axis rules are all ScheduledOptimizers; it skips torch's per-call step
             # wrapper (hooks, record_function), which this engine never uses.
-            if losses.device.type == "cpu" and bool(active.all()) and bool(torch.isfinite(losses).all()):
+            if all_finite or (
+                losses.device.type == "cpu" and bool(active.all()) and bool(torch.isfinite(losses).all())
+            ):
                 self.optimizer.step_members(losses, all_finite=True)
                 return
             masked = torch.where(active, losses, torch.full_like(losses, float("nan")))

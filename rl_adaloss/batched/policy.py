@@ -142,6 +142,9 @@ class BatchedActorCritic:
         self.vf_layers = self._layers("mlp_extractor.value_net")
         self.rng = MemberRNG(noise_seeds if noise_seeds is not None else seeds, "noise", self.device)
         self.exploration = None  # gSDE: (K, n_envs, latent, action)
+        self._layer_indices: dict[str, list[int]] = {}  # per MLP prefix, its layers' indices (see _mlp_backward)
+        self._grad_out: dict[str, Tensor] | None = None  # backward's ``out``, while it runs
+        self._prepared: dict[int, tuple[Tensor, Tensor]] | None = None  # see prepare()
 
     # -- SB3 interop ------------------------------------------------------------------------------------------
 
@@ -192,9 +195,24 @@ class BatchedActorCritic:
 
     # -- the networks ---------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    def _linear(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        operands = self._prepared.get(id(weight)) if self._prepared is not None else None
+        if operands is not None:
+            return torch.baddbmm(operands[1], x, operands[0])
         return _member_bmm(x, weight, bias.unsqueeze(1), transpose=True)
+
+    def prepare(self) -> None:
+        """Keep each layer's ``_linear`` operands (the transposed weight, the bias as a row: views of the
+        parameters, so they follow in-place updates) until :meth:`release`, for many forward passes over
+        parameters that are updated in place only (an update). Not where ``_member_bmm`` copies a batch of one
+        (K = 1 with one output), which keeps its own path."""
+        layers = self.pi_layers + self.vf_layers + [
+            (self.params[f"{head}.weight"], self.params[f"{head}.bias"]) for head in ("action_net", "value_net")]
+        self._prepared = {id(w): (w.transpose(1, 2), b.unsqueeze(1)) for w, b in layers
+                          if not (self.members == 1 and w.shape[1] == 1)}
+
+    def release(self) -> None:
+        self._prepared = None
 
     @staticmethod
     def _features_times(x: Tensor, matrix: Tensor) -> Tensor:
@@ -272,12 +290,13 @@ class BatchedActorCritic:
         return ok.flatten(1).all(dim=1)
 
     def evaluate_actions(
-        self, obs: Tensor, actions: Tensor, saved: dict | None = None
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        self, obs: Tensor, actions: Tensor, saved: dict | None = None, validity: bool = True
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """SB3's ``evaluate_actions``: values, log-prob and entropy (each (K, B)), plus per-member validity (K,).
 
         ``saved``: a dict that receives what :meth:`backward` needs (run it under ``no_grad`` then: the update
-        differentiates by hand, without recording a graph)."""
+        differentiates by hand, without recording a graph). ``validity=False``: None for the validity (a caller
+        that checks it otherwise, or later with :meth:`valid` on ``saved``'s mean and scale)."""
         latent_pi, latent_vf = self.latents(obs, saved)
         mean, scale = self.distribution(latent_pi)
         if saved is not None:
@@ -286,16 +305,18 @@ class BatchedActorCritic:
             self.value_from_latent(latent_vf),
             self.log_prob(actions, mean, scale),
             self.entropy(scale),
-            self.valid(mean, scale),
+            self.valid(mean, scale) if validity else None,
         )
 
     # -- the gradients, by hand --------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def backward(self, saved: dict, grad_values: Tensor, grad_log_prob: Tensor, grad_entropy: Tensor) -> None:
+    def backward(self, saved: dict, grad_values: Tensor, grad_log_prob: Tensor, grad_entropy: Tensor | None,
+                 out: dict[str, Tensor] | None = None) -> None:
         """Set every parameter's ``.grad`` to the gradient of a loss whose gradients with respect to
         :meth:`evaluate_actions`' values, log-prob and entropy (each (K, B)) are given, for the forward pass that
-        filled ``saved``.
+        filled ``saved``. ``grad_entropy`` None: no entropy term (as a zero gradient, for finite nonzero scales).
+        ``out``: per parameter name, a tensor of its shape to write its gradient into (and make its ``.grad``).
 
         autograd's backward written out for these networks: the same formulas (``baddbmm``'s, the activations',
         sqrt's, exp's, ...), node by node, and gradients of a tensor used twice added in autograd's order, so the
@@ -303,6 +324,7 @@ class BatchedActorCritic:
         running its ~40 small nodes cost a third of an update's minibatch step; this costs the arithmetic."""
         params = self.params
         grads: dict[str, Tensor] = {}
+        self._grad_out = out
         # The critic: the value head and its MLP.
         grad_latent_vf = self._linear_backward(grad_values.unsqueeze(-1), saved["vf"][-1][2], "value_net", grads)
         self._mlp_backward(grad_latent_vf, saved["vf"], "mlp_extractor.value_net", grads)
@@ -314,7 +336,9 @@ class BatchedActorCritic:
         diff = actions - mean
         twice_var = 2 * scale.square()
         grad_q = grad_log_prob.unsqueeze(-1).expand(shape)
-        grad_scale = grad_entropy.unsqueeze(-1).expand(shape) / scale + (-grad_q) / scale
+        grad_scale = (-grad_q) / scale
+        if grad_entropy is not None:
+            grad_scale = grad_entropy.unsqueeze(-1).expand(shape) / scale + grad_scale
         grad_twice_var = -grad_q * ((-diff.square() / twice_var) / twice_var)
         grad_scale = grad_scale + (grad_twice_var * 2) * (2 * scale)
         grad_mean = -((-(grad_q / twice_var)) * (2 * diff))
@@ -339,7 +363,10 @@ class BatchedActorCritic:
             grads["log_std"] = grad_scale.sum(dim=1) * torch.exp(log_std)
         self._mlp_backward(grad_latent_pi, saved["pi"], "mlp_extractor.policy_net", grads)
         for name, grad in grads.items():
+            if out is not None and grad is not out[name]:
+                grad = out[name].copy_(grad)
             params[name].grad = grad
+        self._grad_out = None
 
     def _linear_backward(self, grad_out: Tensor, x: Tensor, prefix: str, grads: dict[str, Tensor],
                          need_input: bool = True) -> Tensor | None:
@@ -347,14 +374,30 @@ class BatchedActorCritic:
         (None where not needed)."""
         weight = self.params[f"{prefix}.weight"]
         # As autograd: (x^T grad)^T, made contiguous as AccumulateGrad does (the per-member optimizers' kernels
-        # want a gradient laid out as its parameter).
-        grads[f"{prefix}.weight"] = _member_bmm(x.transpose(1, 2), grad_out).transpose(1, 2).contiguous()
-        grads[f"{prefix}.bias"] = grad_out.sum(dim=1)
+        # want a gradient laid out as its parameter). Into backward's ``out`` directly, the product written
+        # transposed, where both of the weight's dimensions exceed 1: MKL's gemm then rounds the same (checked
+        # over K, batch and layer sizes; products with a vector side take other paths, which may not).
+        name = f"{prefix}.weight"
+        out = self._grad_out
+        if out is None:
+            grads[name] = _member_bmm(x.transpose(1, 2), grad_out).transpose(1, 2).contiguous()
+            grads[f"{prefix}.bias"] = grad_out.sum(dim=1)
+        else:
+            if min(weight.shape[1:]) > 1:
+                torch.bmm(x.transpose(1, 2), grad_out, out=out[name].transpose(1, 2))
+            else:
+                out[name].copy_(_member_bmm(x.transpose(1, 2), grad_out).transpose(1, 2))
+            grads[name] = out[name]
+            # The sum over the batch, each output element accumulated in the same order whatever the output's
+            # strides (the batch axis lies between the member and the unit axes, so they never merge).
+            grads[f"{prefix}.bias"] = torch.sum(grad_out, dim=1, out=out[f"{prefix}.bias"])
         return _member_bmm(grad_out, weight) if need_input else None
 
     def _mlp_backward(self, grad_h: Tensor, saved: list, prefix: str, grads: dict[str, Tensor]) -> None:
-        indices = sorted({int(name[len(prefix) + 1 :].split(".")[0]) for name in self.names
-                          if name.startswith(prefix + ".")})
+        indices = self._layer_indices.get(prefix)
+        if indices is None:  # the same every minibatch: found once
+            indices = self._layer_indices[prefix] = sorted(
+                {int(name[len(prefix) + 1 :].split(".")[0]) for name in self.names if name.startswith(prefix + ".")})
         for i, (index, (x, z, h)) in reversed(list(enumerate(zip(indices, saved)))):
             grad_z = self.activation_backward(grad_h, z, h)
             grad_h = self._linear_backward(grad_z, x, f"{prefix}.{index}", grads, need_input=i > 0)
@@ -379,12 +422,66 @@ class BatchedActorCritic:
         return self._normal((draws, n_envs, *std.shape[1:])) * std.unsqueeze(1).unsqueeze(1)
 
     @torch.no_grad()
-    def act(self, obs: Tensor, deterministic: bool = False,
-            sde_variance: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def fused_operands(self) -> list[tuple[Tensor, Tensor]] | None:
+        """The actor's and critic's layers side by side, for :meth:`act` while the parameters stay as they are (a
+        rollout): per layer the (2K, in, out) transposed weights and (2K, 1, out) biases, the actor's members first,
+        so that one batched product runs both networks; the last pair the heads (action then value) where the action
+        has one dimension, as the value does. None where the two MLPs differ in shape.
+
+        A member's product is the same whatever the batch (see ``_member_bmm``), so the fused layers give the
+        separate ones' numbers; the stacked copies are made once per rollout."""
+        if len(self.pi_layers) != len(self.vf_layers) or any(
+                wp.shape != wv.shape for (wp, _), (wv, _) in zip(self.pi_layers, self.vf_layers)):
+            return None
+        layers = list(zip(self.pi_layers, self.vf_layers))
+        if self.action_dim == 1:
+            layers.append(((self.params["action_net.weight"], self.params["action_net.bias"]),
+                           (self.params["value_net.weight"], self.params["value_net.bias"])))
+        return [(torch.cat([wp, wv]).transpose(1, 2), torch.cat([bp, bv]).unsqueeze(1))
+                for (wp, bp), (wv, bv) in layers]
+
+    def _fused_forward(self, obs: Tensor, fused: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
+        """(latent_pi, mean, values) through :meth:`fused_operands`' layers, as :meth:`latents`,
+        :meth:`distribution`'s mean and :meth:`value_from_latent` give them."""
+        K = self.members
+        x = obs.to(torch.float32)
+        x = x.expand(2, *x.shape).reshape(2 * K, *x.shape[1:])
+        hidden = len(self.pi_layers)
+        for weight, bias in fused[:hidden]:
+            z = torch.baddbmm(bias, x, weight)
+            # Elementwise ops round an element by where it falls in the vectorised loop (its last, partial block
+            # runs the scalar function): one call over both halves is the same as a call per half only where each
+            # half is a whole number of blocks (64 elements cover every vector width).
+            if (z.numel() // 2) % 64 == 0:
+                x = self.activation(z)
+            else:
+                x = torch.cat([self.activation(z[:K]), self.activation(z[K:])])
+        latent_pi, latent_vf = x[:K], x[K:]
+        if len(fused) > hidden:
+            weight, bias = fused[hidden]
+            out = torch.baddbmm(bias, x, weight)
+            return latent_pi, out[:K], out[K:, :, 0]
+        mean = self._linear(latent_pi, self.params["action_net.weight"], self.params["action_net.bias"])
+        return latent_pi, mean, self.value_from_latent(latent_vf)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool = False, sde_variance: Tensor | None = None,
+            fused: list[tuple[Tensor, Tensor]] | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """SB3's ``policy(obs)``: actions (K, n, A), values (K, n), log-probs (K, n), and validity (K,).
-        ``sde_variance``: see :meth:`distribution`."""
-        latent_pi, latent_vf = self.latents(obs)
-        mean, scale = self.distribution(latent_pi, sde_variance)
+        ``sde_variance``: see :meth:`distribution`; ``fused``: :meth:`fused_operands` for the current parameters
+        (the same numbers, fewer ops)."""
+        if fused is not None:
+            latent_pi, mean, values = self._fused_forward(obs, fused)
+            if self.use_sde:
+                if sde_variance is None:
+                    sde_variance = self.sde_variance_matrix()
+                scale = torch.sqrt(_member_bmm(latent_pi.square(), sde_variance) + _SDE_EPSILON)
+            else:
+                scale = torch.ones_like(mean) * self.params["log_std"].exp().unsqueeze(1)
+        else:
+            latent_pi, latent_vf = self.latents(obs)
+            mean, scale = self.distribution(latent_pi, sde_variance)
+            values = self.value_from_latent(latent_vf)
         if deterministic:
             actions = mean
         elif self.use_sde:
@@ -394,12 +491,13 @@ class BatchedActorCritic:
         log_prob = self.log_prob(actions, mean, scale)
         # Finite log-probs imply a valid distribution (a NaN or infinite mean makes actions - mean NaN; a NaN,
         # infinite, zero or negative scale makes log(scale) non-finite), so the full check runs only when some
-        # log-prob is not finite: then it tells which members are invalid.
-        if bool(torch.isfinite(log_prob).all()):
+        # log-prob is not finite: then it tells which members are invalid. (One read of their sum: it is finite
+        # only if every log-prob is; an overflow would just run the full check.)
+        if math.isfinite(float(log_prob.sum())):
             valid = torch.ones(self.members, dtype=torch.bool, device=self.device)
         else:
             valid = self.valid(mean, scale)
-        return actions, self.value_from_latent(latent_vf), log_prob, valid
+        return actions, values, log_prob, valid
 
     @torch.no_grad()
     def predict(self, obs: Tensor) -> Tensor:

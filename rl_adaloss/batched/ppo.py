@@ -137,8 +137,12 @@ class BatchedVecNormalize:
             return self._step_both(result)
         if self.training and self.settings.obs:
             self.obs_rms.update(result.obs)
-        # Both at once (elementwise, so each as on its own): one pass of the per-step ops, one sqrt of the variance.
-        obs, terminal = self.normalize_obs(torch.stack([result.obs, result.terminal_obs])).unbind(0)
+        # Both at once (elementwise, so each as on its own): one pass of the per-step ops, one sqrt of the variance;
+        # where no env is done the terminal observations are the observations (the same tensor), normalized once.
+        if result.terminal_obs is result.obs:
+            obs = terminal = self.normalize_obs(result.obs)
+        else:
+            obs, terminal = self.normalize_obs(torch.stack([result.obs, result.terminal_obs])).unbind(0)
         if self.training and self.settings.reward:
             self.returns = self.returns * self.settings.gamma + result.reward
             self.ret_rms.update(self.returns)
@@ -174,9 +178,11 @@ class BatchedVecNormalize:
                              self.ret_rms.mean, self.ret_rms.var, self.ret_rms.count)
         std = torch.sqrt(new_var + self.settings.epsilon).unsqueeze(1)
         clip = self.settings.clip_obs
-        both = torch.stack([result.obs, result.terminal_obs])
-        obs, terminal = torch.clamp((both - new_mean[:, :D].unsqueeze(1)) / std[..., :D], -clip, clip).to(
-            torch.float32).unbind(0)
+        # Where no env is done the terminal observations are the observations (the same tensor): normalized once.
+        # (Only correctly rounded ops here, so an element's result does not depend on the batch it is in.)
+        both = result.obs if result.terminal_obs is result.obs else torch.stack([result.obs, result.terminal_obs])
+        normalized = torch.clamp((both - new_mean[:, :D].unsqueeze(1)) / std[..., :D], -clip, clip).to(torch.float32)
+        obs, terminal = (normalized, normalized) if both is result.obs else normalized.unbind(0)
         clip = self.settings.clip_reward
         reward = torch.clamp(result.reward / std[..., D], -clip, clip).to(torch.float32)
         self.returns.masked_fill_(result.done, 0)
@@ -372,10 +378,12 @@ class BatchedPPO:
             noise = self._noise(n, 1 + (-(-T // self.ppo.sde_sample_freq) if redraw else 0))
             self.policy.exploration = next(noise)
             sde_variance = self.policy.sde_variance_matrix()
+        # Both networks in one pass per layer (the parameters do not change during a rollout either).
+        fused = self.policy.fused_operands()
         for step in range(T):
             if redraw and step % self.ppo.sde_sample_freq == 0:
                 self.policy.exploration = next(noise)
-            actions, values, log_probs, valid = self.policy.act(self.last_obs, sde_variance=sde_variance)
+            actions, values, log_probs, valid = self.policy.act(self.last_obs, sde_variance=sde_variance, fused=fused)
             if not bool(valid.all()):
                 self._diverge(
                     ~valid, "the action distribution became invalid (a NaN mean, or a NaN, infinite or zero scale)"
@@ -490,25 +498,30 @@ class BatchedPPO:
         finite_losses = torch.ones(K, dtype=torch.bool, device=self.device)
         recorded = False
 
+        # While every member steps (``all_active``) and a minibatch's records are all finite, the per-member masks
+        # change nothing, so the minibatch skips them (see ``fast`` below): the same numbers, fewer ops and reads.
+        all_active = bool(active.all())
+        joint = "joint" in self.optimizers
+        # The optimizers' gradient buffers, by parameter name, for the backward to write into (None without them).
+        by_param = {id(p): v for o in self.optimizers.values() for p, v in zip(o.params, o.grad_views() or [])}
+        grad_out = ({name: by_param[id(p)] for name, p in self.policy.params.items()}
+                    if len(by_param) == len(self.policy.params) else None)
+        # The layers' operands for every minibatch's forward pass (views: they follow the optimizers' in-place
+        # steps; were an exception to leave them, they would still be the parameters' views).
+        self.policy.prepare()
         for epoch in range(self.ppo.n_epochs):
-            if not bool(active.any()):
+            if not all_active and not bool(active.any()):
                 break
             order = permutations(epoch).to(self.device)
             shuffled = rows.index_select(0, (order + member_offsets).reshape(-1)).view(K, N, D)
             for start in range(0, N, B):
-                if not bool(active.any()):
+                if not all_active and not bool(active.any()):
                     break
                 mb = shuffled[:, start : start + B]
                 obs, actions = mb[..., :obs_dim].contiguous(), mb[..., obs_dim:a0]
                 old_values, old_log_prob, advantages, returns = mb[..., a0 : a0 + 4].unbind(-1)
                 saved: dict[str, Any] = {}
-                values, log_prob, entropy, valid = self.policy.evaluate_actions(obs, actions, saved)
-                if not bool(valid[active].all()):
-                    self._diverge(
-                        active & ~valid,
-                        "the action distribution became invalid (a NaN mean, or a NaN, infinite or zero scale)",
-                    )
-                    active = active & valid
+                values, log_prob, entropy, _ = self.policy.evaluate_actions(obs, actions, saved, validity=False)
                 if self.ppo.normalize_advantage and advantages.shape[1] > 1:
                     advantages = (advantages - advantages.mean(dim=1, keepdim=True)) / (
                         advantages.std(dim=1, keepdim=True) + 1e-8
@@ -533,16 +546,40 @@ class BatchedPPO:
                 records = torch.stack(
                     [policy_loss, value_loss, entropy_loss, actor_loss, critic_loss, clip_fraction, approx_kl]
                 )
-                sums += torch.where(active, records, 0.0)
+                joint_loss = actor_loss + critic_loss if joint else None
+                # fast: every member active and every record finite (one sum read: it is finite only if every
+                # term is; an overflow to inf just takes the full path). A finite approx_kl means finite log-probs,
+                # which mean a valid distribution (a NaN or infinite mean, or a NaN, infinite, zero or negative
+                # scale, makes the log-prob NaN or infinite, and exp and the mean carry that on), so the validity
+                # check would find nothing, the masks select everything and the losses are finite.
+                fast = all_active and math.isfinite(float(records.sum())) and (
+                    joint_loss is None or math.isfinite(float(joint_loss.sum())))
+                if not fast:
+                    valid = self.policy.valid(saved["mean"], saved["scale"])
+                    if not bool(valid[active].all()):
+                        self._diverge(
+                            active & ~valid,
+                            "the action distribution became invalid (a NaN mean, or a NaN, infinite or zero scale)",
+                        )
+                        active = active & valid
+                        all_active = False
+                if fast:
+                    sums += records
+                    counts += 1.0
+                else:
+                    sums += torch.where(active, records, 0.0)
+                    counts += active.float()
+                    finite_losses &= ~active | (torch.isfinite(actor_loss) & torch.isfinite(critic_loss))
                 recorded = True
-                counts += active.float()
-                finite_losses &= ~active | (torch.isfinite(actor_loss) & torch.isfinite(critic_loss))
                 if self.ppo.target_kl is not None:
                     active = active & ~(approx_kl > 1.5 * self.ppo.target_kl)
                     if not bool(active.any()):
                         break
-                for optimizer in self.optimizers.values():
-                    optimizer.zero_grad()
+                    if all_active and not bool(active.all()):
+                        all_active = fast = False
+                if grad_out is None:  # else the backward sets every gradient, and clip_grad_norm_ flat.grad
+                    for optimizer in self.optimizers.values():
+                        optimizer.zero_grad()
                 # The gradient of the active members' summed losses (each member's parameters get only its own
                 # loss's) by the chain rule through the terms above, node by node as autograd runs it, so that the
                 # gradients are autograd's bit for bit: mean's is the expanded gradient / B, min's splits a tie in
@@ -561,15 +598,16 @@ class BatchedPPO:
                 if clip_range_vf is not None:
                     in_range_vf = (values_change >= -clip_range_vf) & (values_change <= clip_range_vf)
                     grad_values = torch.where(in_range_vf, grad_values, 0.0)
-                grad_entropy = -(grad_loss * self.ppo.ent_coef) / n
-                self.policy.backward(saved, grad_values, grad_log_prob, grad_entropy)
-                losses = {"actor": actor_loss, "critic": critic_loss}
-                if "joint" in self.optimizers:
-                    losses["joint"] = actor_loss + critic_loss
+                # Without an entropy term every member's entropy gradient is -0.0, which adds nothing to a finite
+                # scale's gradient (-0.0 / scale + g is g, bit for bit): where the scales are known valid, skip it.
+                grad_entropy = None if fast and self.ppo.ent_coef == 0 else -(grad_loss * self.ppo.ent_coef) / n
+                self.policy.backward(saved, grad_values, grad_log_prob, grad_entropy, out=grad_out)
+                losses = {"actor": actor_loss, "critic": critic_loss, "joint": joint_loss}
                 for role, optimizer in self.optimizers.items():
                     optimizer.clip_grad_norm_(self.ppo.max_grad_norm)
-                    optimizer.step(losses[role], active)
+                    optimizer.step(losses[role], active, all_finite=fast)
             self.n_updates += 1
+        self.policy.release()
         self._check_finite(finite_losses)
         mean = (sums / counts.clamp(min=1)).tolist() if recorded else []
         self.stats = UpdateStats({name: values for name, values in zip(self.RECORDS, mean)})

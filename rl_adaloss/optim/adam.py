@@ -102,9 +102,18 @@ class _ScheduledAdam(ScheduledOptimizer):
         # Per parameter and member, (P, K): the step size lr / (1 - beta1^t) and sqrt(1 - beta2^t), computed for all
         # parameters at once, stacked, and cast once to the parameters' dtype (elementwise the same arithmetic as per
         # parameter: -expm1(t log beta), see _one_minus_power).
-        counts = torch.stack(steps)
-        factors = torch.stack([lr / _one_minus_power(beta1, [counts])[0], _one_minus_power(beta2, [counts])[0].sqrt_()])
-        step_sizes, bias_correction2_sqrt = _per_param(factors, params)
+        if len(params) == 1:
+            # One parameter (the batched engine's (K, P) buffer): the same elementwise ops on its (K,) count,
+            # without the stacking and splitting.
+            p, count = params[0], steps[0]
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            step_sizes = [(lr / _one_minus_power(beta1, [count])[0]).to(p.dtype).view(shape)]
+            bias_correction2_sqrt = [_one_minus_power(beta2, [count])[0].sqrt_().to(p.dtype).view(shape)]
+        else:
+            counts = torch.stack(steps)
+            factors = torch.stack([lr / _one_minus_power(beta1, [counts])[0],
+                                   _one_minus_power(beta2, [counts])[0].sqrt_()])
+            step_sizes, bias_correction2_sqrt = _per_param(factors, params)
 
         if self._all_step:
             # Every member steps: the moments in place, no masks (the same arithmetic as below).

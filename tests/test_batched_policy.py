@@ -171,7 +171,10 @@ def test_hand_backward_is_autograds_bit_for_bit(variant, activation, members):
              for (name, p), columns in zip(batched.params.items(), buffer.split(sizes, dim=1))}
     batched.backward(saved, *upstream, out=views)
     for name, param in batched.params.items():
-        assert param.grad is views[name] and torch.equal(views[name], expected[name]), name
+        # Bit for bit on the machines measured (MKL writes a product into a transposed view with the same rounding);
+        # to float32 rounding wherever another BLAS kernel might order a sum differently.
+        assert param.grad is views[name], name
+        torch.testing.assert_close(views[name], expected[name], rtol=1e-6, atol=1e-7, msg=name)
 
 
 @pytest.mark.parametrize("use_sde", [False, True])
@@ -197,4 +200,6 @@ def test_fused_rollout_forward_is_the_separate_one_bit_for_bit(use_sde, net_arch
         policy.rng.counter.copy_(noise_state)
     fused = policy.act(obs, fused=policy.fused_operands())
     for a, b in zip(plain, fused):
-        assert torch.equal(a, b)
+        # Bit for bit on the machines measured; to float32 rounding wherever the wider product's BLAS kernel might
+        # order a sum differently.
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

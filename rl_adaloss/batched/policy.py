@@ -266,12 +266,15 @@ class BatchedActorCritic:
         """The action distribution's (mean, scale), each (K, B, action_dim). ``sde_variance``: gSDE's
         :meth:`sde_variance_matrix` where the caller has it (computed from the current parameters)."""
         mean = self._linear(latent_pi, self.params["action_net.weight"], self.params["action_net.bias"])
+        return mean, self._scale(latent_pi, mean, sde_variance)
+
+    def _scale(self, latent_pi: Tensor, mean: Tensor, sde_variance: Tensor | None) -> Tensor:
+        """The action distribution's scale (K, B, action_dim) for the mean that ``latent_pi`` gave."""
         if self.use_sde:
             if sde_variance is None:
                 sde_variance = self.sde_variance_matrix()
-            variance = _member_bmm(latent_pi.detach().square(), sde_variance)
-            return mean, torch.sqrt(variance + _SDE_EPSILON)
-        return mean, torch.ones_like(mean) * self.params["log_std"].exp().unsqueeze(1)
+            return torch.sqrt(_member_bmm(latent_pi.detach().square(), sde_variance) + _SDE_EPSILON)
+        return torch.ones_like(mean) * self.params["log_std"].exp().unsqueeze(1)
 
     @staticmethod
     def log_prob(actions: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
@@ -472,12 +475,7 @@ class BatchedActorCritic:
         (the same numbers, fewer ops)."""
         if fused is not None:
             latent_pi, mean, values = self._fused_forward(obs, fused)
-            if self.use_sde:
-                if sde_variance is None:
-                    sde_variance = self.sde_variance_matrix()
-                scale = torch.sqrt(_member_bmm(latent_pi.square(), sde_variance) + _SDE_EPSILON)
-            else:
-                scale = torch.ones_like(mean) * self.params["log_std"].exp().unsqueeze(1)
+            scale = self._scale(latent_pi, mean, sde_variance)
         else:
             latent_pi, latent_vf = self.latents(obs)
             mean, scale = self.distribution(latent_pi, sde_variance)

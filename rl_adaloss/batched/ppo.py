@@ -509,6 +509,8 @@ class BatchedPPO:
         # The layers' operands for every minibatch's forward pass (views: they follow the optimizers' in-place
         # steps; were an exception to leave them, they would still be the parameters' views).
         self.policy.prepare()
+        # _loss_grad_factors while every member is active, by minibatch size (the masks of the others vary).
+        loss_grad_factors: dict[int, tuple[Tensor, ...]] = {}
         for epoch in range(self.ppo.n_epochs):
             if not all_active and not bool(active.any()):
                 break
@@ -529,7 +531,8 @@ class BatchedPPO:
                 log_ratio = log_prob - old_log_prob
                 ratio = torch.exp(log_ratio)
                 policy_loss_1 = advantages * ratio
-                policy_loss_2 = advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+                clamped_ratio = torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+                policy_loss_2 = advantages * clamped_ratio
                 policy_loss = -torch.min(policy_loss_1, policy_loss_2).mean(dim=1)
                 clip_fraction = torch.mean((torch.abs(ratio - 1) > clip_range).float(), dim=1)
                 if clip_range_vf is None:
@@ -585,22 +588,25 @@ class BatchedPPO:
                 # gradients are autograd's bit for bit: mean's is the expanded gradient / B, min's splits a tie in
                 # halves, clamp's passes the gradient on [low, high], exp's multiplies by its result.
                 n = advantages.shape[1]
-                grad_loss = active.to(advantages.dtype).unsqueeze(1).expand(-1, n)  # d(sum of active losses)/d loss_k
-                grad_min = -grad_loss / n
+                factors = (loss_grad_factors.get(n) if fast else None) or self._loss_grad_factors(active, n, advantages.dtype)
+                if fast:  # every member active: the same factors for every minibatch of this size
+                    loss_grad_factors[n] = factors
+                grad_min, grad_min_half, grad_value_loss, grad_entropy_loss = factors
                 tie = policy_loss_1 == policy_loss_2
-                grad_either = torch.where(tie, grad_min / 2, grad_min)
+                grad_either = torch.where(tie, grad_min_half, grad_min)
                 grad_ratio = grad_either.masked_fill(policy_loss_1 > policy_loss_2, 0) * advantages
-                in_range = (ratio >= 1 - clip_range) & (ratio <= 1 + clip_range)
+                # clamp passes the gradient where low <= ratio <= high, which is where it returns ratio itself (a
+                # NaN ratio: clamp gives NaN, which equals nothing, as the bounds' comparisons fail for it).
                 grad_clamped = grad_either.masked_fill(policy_loss_1 < policy_loss_2, 0) * advantages
-                grad_ratio = grad_ratio + torch.where(in_range, grad_clamped, 0.0)
+                grad_ratio = grad_ratio + grad_clamped.masked_fill(clamped_ratio != ratio, 0.0)
                 grad_log_prob = grad_ratio * ratio
-                grad_values = -((grad_loss * self.ppo.vf_coef) / n * (2 * (returns - values_pred)))
+                grad_values = -(grad_value_loss * (2 * (returns - values_pred)))
                 if clip_range_vf is not None:
                     in_range_vf = (values_change >= -clip_range_vf) & (values_change <= clip_range_vf)
                     grad_values = torch.where(in_range_vf, grad_values, 0.0)
                 # Without an entropy term every member's entropy gradient is -0.0, which adds nothing to a finite
                 # scale's gradient (-0.0 / scale + g is g, bit for bit): where the scales are known valid, skip it.
-                grad_entropy = None if fast and self.ppo.ent_coef == 0 else -(grad_loss * self.ppo.ent_coef) / n
+                grad_entropy = None if fast and self.ppo.ent_coef == 0 else grad_entropy_loss
                 self.policy.backward(saved, grad_values, grad_log_prob, grad_entropy, out=grad_out)
                 losses = {"actor": actor_loss, "critic": critic_loss, "joint": joint_loss}
                 for role, optimizer in self.optimizers.items():
@@ -611,6 +617,14 @@ class BatchedPPO:
         self._check_finite(finite_losses)
         mean = (sums / counts.clamp(min=1)).tolist() if recorded else []
         self.stats = UpdateStats({name: values for name, values in zip(self.RECORDS, mean)})
+
+    def _loss_grad_factors(self, active: Tensor, n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The loss gradients' factors that depend only on which members are active, for a minibatch of n:
+        d(sum of active losses)/d(the terms under min's mean), its half (min's tie), and d/d(the squared value
+        errors under value_loss's mean) and d/d(entropy), each (K, n), before the node-by-node rest of ``train``."""
+        grad_loss = active.to(dtype).unsqueeze(1).expand(-1, n)  # d(sum of active losses)/d loss_k
+        grad_min = -grad_loss / n
+        return (grad_min, grad_min / 2, (grad_loss * self.ppo.vf_coef) / n, -(grad_loss * self.ppo.ent_coef) / n)
 
     def _check_finite(self, finite_losses: Tensor) -> None:
         alive = self.alive

@@ -146,8 +146,9 @@ class MemberOptimizer:
             return None
         if getattr(self, "_grad_buffer", None) is None:
             self._grad_buffer = torch.empty_like(self.flat)
-            self._grad_views = [columns.view(p.shape)
-                                for p, columns in zip(self.params, self._grad_buffer.split(self.sizes, dim=1))]
+            #: Per parameter, its (K, n) columns of the buffer: each gradient flattened behind the member axis.
+            self._grad_columns = self._grad_buffer.split(self.sizes, dim=1)
+            self._grad_views = [columns.view(p.shape) for p, columns in zip(self.params, self._grad_columns)]
         return self._grad_views
 
     def clip_grad_norm_(self, max_norm: float) -> Tensor:
@@ -157,13 +158,15 @@ class MemberOptimizer:
         if not self.member_axis:
             return clip_grad_norm_per_member(self.params, max_norm)
         grads = self._grads()
-        total, coef = _total_norm_and_coef(grads, max_norm)
         buffer = getattr(self, "_grad_buffer", None)
         if buffer is not None and all(g is v for g, v in zip(grads, self._grad_views)):
-            # Written into grad_views' buffer by the backward: gathered already (its views' norms are the same
-            # per-row reductions as the separate tensors').
+            # Written into grad_views' buffer by the backward: gathered already. The norms of its columns are the
+            # views' norms (the same elements, flattened as their own flatten(1) gives them: the same per-row
+            # reductions as the separate tensors'), without a flatten per view.
+            total, coef = _total_norm_and_coef(self._grad_columns, max_norm)
             self.flat.grad = buffer.mul_(coef.view(-1, 1))
         else:
+            total, coef = _total_norm_and_coef(grads, max_norm)
             self.flat.grad = self._gathered(grads).mul_(coef.view(-1, 1))
         return total
 

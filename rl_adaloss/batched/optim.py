@@ -187,7 +187,6 @@ class MemberOptimizer:
         if self.member_axis:
             if self.flat.grad is None:  # not gathered by clip_grad_norm_
                 self.flat.grad = self._gathered(self._grads())
-            losses = losses.detach()
             # On the CPU reading the (K,) masks is free: when every member steps, the optimizer may skip its masks.
             # step_members: the member-axis rules are all ScheduledOptimizers; it skips torch's per-call step
             # wrapper (hooks, record_function), which this engine never uses.

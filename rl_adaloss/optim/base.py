@@ -444,12 +444,12 @@ class ScheduledOptimizer(Optimizer):
             if device not in per_device:
                 if loss is None:
                     # A rule that ignores the loss, stepped without one: every member steps.
-                    per_device[device] = (None, torch.ones(members, dtype=torch.bool, device=device))
+                    per_device[device] = (None, self._everyone(device))
                 else:
                     member_loss = loss.detach().to(device=device, dtype=MEMBER_DTYPE, non_blocking=True)
                     if self._all_step:
                         # Every loss is finite (the caller's promise): every member steps, none counted as skipped.
-                        finite = torch.ones(members, dtype=torch.bool, device=device)
+                        finite = self._everyone(device)
                     else:
                         finite = torch.isfinite(member_loss)
                         if not per_device:  # count each step once, on the device
@@ -458,6 +458,14 @@ class ScheduledOptimizer(Optimizer):
                     per_device[device] = (member_loss, finite)
             self._update_members(group, params, grads, *per_device[device])
         return loss
+
+    def _everyone(self, device: torch.device) -> Tensor:
+        """Member mode: the (K,) all-True mask on ``device``, made once (the rules read their masks, never write
+        them)."""
+        cache = self.__dict__.setdefault("_everyone_masks", {})
+        if device not in cache:
+            cache[device] = torch.ones(self.members, dtype=torch.bool, device=device)
+        return cache[device]
 
     def _update_members(self, group: dict, params: list[Tensor], grads: list[Tensor], loss: Tensor | None,
                         stepping: Tensor) -> None:

@@ -301,9 +301,11 @@ class BatchedActorCritic:
         differentiates by hand, without recording a graph). ``validity=False``: None for the validity (a caller
         that checks it otherwise, or later with :meth:`valid` on ``saved``'s mean and scale)."""
         latent_pi, latent_vf = self.latents(obs, saved)
-        mean, scale = self.distribution(latent_pi)
+        # gSDE: the std kept for backward (sde_variance_matrix is its square).
+        sde_std = self._sde_std() if self.use_sde else None
+        mean, scale = self.distribution(latent_pi, None if sde_std is None else sde_std.square())
         if saved is not None:
-            saved.update(actions=actions, mean=mean, scale=scale)
+            saved.update(actions=actions, mean=mean, scale=scale, sde_std=sde_std)
         return (
             self.value_from_latent(latent_vf),
             self.log_prob(actions, mean, scale),
@@ -351,7 +353,9 @@ class BatchedActorCritic:
         if self.use_sde:
             # scale = sqrt(latent_pi**2 @ std**2 + eps), latent_pi detached (SB3's learn_features=False).
             grad_variance = grad_scale / (2 * scale)
-            std = self._sde_std()
+            std = saved.get("sde_std")
+            if std is None:
+                std = self._sde_std()
             grad_std = _member_bmm(latent_pi.square().transpose(1, 2), grad_variance) * (2 * std)
             if not self.full_std:
                 grad_std = grad_std.sum(dim=-1, keepdim=True)
@@ -359,8 +363,8 @@ class BatchedActorCritic:
                 below, above = log_std <= 0, log_std > 0
                 safe = log_std * above + _SDE_EPSILON
                 grads["log_std"] = (grad_std * below) * torch.exp(log_std) + ((grad_std * above) / (safe + 1)) * above
-            else:
-                grads["log_std"] = grad_std * torch.exp(log_std)
+            else:  # full_std: std is exp(log_std) itself
+                grads["log_std"] = grad_std * (std if self.full_std else torch.exp(log_std))
         else:
             # scale = exp(log_std), broadcast over the batch.
             grads["log_std"] = grad_scale.sum(dim=1) * torch.exp(log_std)

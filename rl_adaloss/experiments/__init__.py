@@ -30,7 +30,7 @@ from pydantic import ConfigDict, ValidationError
 
 from rl_adaloss.config import CONFIG_DIR  # the packaged configs, rl_adaloss/configs/<name>.yaml
 from rl_adaloss.errors import UsageError, exit_on_usage_error
-from rl_adaloss.optim import OPTIMIZERS, AdaLoss, SGDConstant
+from rl_adaloss.optim import OPTIMIZERS, SGDConstant
 from rl_adaloss.schema import Section, describe, error_line, parse_override, read_yaml, yaml_value
 
 S = TypeVar("S", bound="ExperimentSettings")
@@ -51,11 +51,9 @@ def make_optimizer(method: str, params, eta: float, b0: float, alpha: float = 1.
     """The :mod:`rl_adaloss.optim` rule ``method`` (a name of ``OPTIMIZERS`` whose arguments are lr and b0, and
     AdaLoss's alpha and c) with step size ``eta / b``; ``gd`` is plain gradient descent (``sgd`` with ``b0 = 1``:
     step ``eta``)."""
-    if method == "adaloss":
-        return AdaLoss(params, lr=eta, b0=b0, alpha=alpha, c=c)
     if method == "gd":
         return SGDConstant(params, lr=eta, b0=1.0)
-    return OPTIMIZERS[method](params, lr=eta, b0=b0)
+    return OPTIMIZERS[method](params, lr=eta, b0=b0, **(dict(alpha=alpha, c=c) if method == "adaloss" else {}))
 
 
 def settled_index(below: np.ndarray) -> int | None:

@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from filelock import FileLock, Timeout
 from pydantic import AfterValidator, ConfigDict, Field, PositiveInt, model_validator
 
 from rl_adaloss.batched.grouping import BATCHES_DIR, batch_threads, check_batched, plan_batches
@@ -255,8 +256,6 @@ def held(run_dirs: list[str]) -> Iterator[dict[int, dict[str, Any]]]:
     by index: ``{"status": "busy"}`` for the others, and the results of the held runs that have ended (another
     process may have finished one since this one looked). Once a job of this worker was interrupted, every point is
     known, as "not run", and nothing is held; the block fills in the results of the points it runs."""
-    from filelock import FileLock, Timeout
-
     global _interrupted
     if _interrupted:
         yield {i: {"status": "not run", "reason": "the sweep was interrupted"} for i in range(len(run_dirs))}
@@ -291,14 +290,6 @@ def run_points(configs: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[
                 resume = (Path(run_dir) / "checkpoint.pkl").exists()
                 results[i] = run(config, Path(run_dir), resume=resume, progress=False)
     return [results[i] for i in range(len(run_dirs))]
-
-
-def wait_for_lock(point: GridPoint) -> None:
-    """Block until no process holds ``point``."""
-    from filelock import FileLock
-
-    with FileLock(str(point.run_dir / LOCK_NAME)):
-        pass
 
 
 def run_batch_points(configs: list[dict[str, Any]], run_dirs: list[str], threads: int = 1,
@@ -512,7 +503,8 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
             if busy:
                 bar.write(f"waiting for {len(busy)} runs that another process is running")
             for point in busy:
-                wait_for_lock(point)
+                with FileLock(str(point.run_dir / LOCK_NAME)):  # blocks until no process holds the point
+                    pass
                 if point_status(point) in FINAL_STATUSES:
                     bar.finished(point_status(point))
             todo, busy = [p for p in busy if point_status(p) not in FINAL_STATUSES], []

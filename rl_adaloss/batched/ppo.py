@@ -65,6 +65,17 @@ EVAL_SEED_OFFSET = 10_000
 # -- VecNormalize ---------------------------------------------------------------------------------------------------
 
 
+def combined_moments(mean: Tensor, var: Tensor, count: Tensor, batch_mean: Tensor, batch_var: Tensor,
+                     batch_count: int) -> tuple[Tensor, Tensor]:
+    """The running (mean, var) with a batch's moments merged in (Chan et al.'s parallel update, as SB3's
+    ``RunningMeanStd.update_from_moments`` writes it); ``count`` broadcasts against ``mean``."""
+    delta = batch_mean - mean
+    tot_count = count + batch_count
+    new_mean = mean + delta * batch_count / tot_count
+    m_2 = var * count + batch_var * batch_count + delta.square() * count * batch_count / tot_count
+    return new_mean, m_2 / tot_count
+
+
 class RunningMeanStd:
     """SB3's ``RunningMeanStd`` for K members: float64 mean/var of shape (K, *shape), counts (K,) from 1e-4."""
 
@@ -79,12 +90,9 @@ class RunningMeanStd:
         batch_var = x.var(dim=1, unbiased=False).to(torch.float64)
         batch_count = x.shape[1]
         view = (-1,) + (1,) * (self.mean.dim() - 1)
-        count = self.count.view(view)
-        delta = batch_mean - self.mean
-        tot_count = count + batch_count
-        new_mean = self.mean + delta * batch_count / tot_count
-        m_2 = self.var * count + batch_var * batch_count + delta.square() * count * batch_count / tot_count
-        self.mean, self.var, self.count = new_mean, m_2 / tot_count, self.count + batch_count
+        self.mean, self.var = combined_moments(self.mean, self.var, self.count.view(view), batch_mean, batch_var,
+                                               batch_count)
+        self.count = self.count + batch_count
 
 
 @dataclass
@@ -167,11 +175,7 @@ class BatchedVecNormalize:
                               dim=1)
         batch_count = obs.shape[1]
         columns = count[:, self._count_columns]  # each column's count: the observation's, ..., the return's
-        delta = batch_mean - mean
-        tot_count = columns + batch_count
-        new_mean = mean + delta * batch_count / tot_count
-        m_2 = var * columns + batch_var * batch_count + delta.square() * columns * batch_count / tot_count
-        new_var = m_2 / tot_count
+        new_mean, new_var = combined_moments(mean, var, columns, batch_mean, batch_var, batch_count)
         new_count = count + batch_count
         self._joint = (new_mean, new_var, new_count)
         self.obs_rms.mean, self.obs_rms.var, self.obs_rms.count = new_mean[:, :D], new_var[:, :D], new_count[:, 0]

@@ -2,56 +2,19 @@
 
 Deferred, the engine must give the same numbers as it does reading on the host, bit for bit (divergence, target_kl's
 early stop and the training episodes included), and its reads must not grow with the number of env steps or
-minibatches: on a GPU each one is a host-device sync. The reads are counted at torch's dispatcher (every op that
-copies a value to the host passes there) and at ``Tensor.tolist``/``numpy``, which read CPU memory directly.
+minibatches: on a GPU each one is a host-device sync. :class:`~rl_adaloss.batched.host.HostReads` counts them.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from rl_adaloss.batched import host
+from rl_adaloss.batched.host import HostReads
 from rl_adaloss.batched.outputs import EpisodeRecorder
 from rl_adaloss.batched.run import build_engine
 from rl_adaloss.config import load_config
-
-aten = torch.ops.aten
-#: Ops whose result a host needs before it can go on: a value to the host, or an output size that depends on values.
-SYNCING = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default}
-
-
-class HostReads(TorchDispatchMode):
-    """Counts the host reads made while it is active."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-        self._methods = ("tolist", "numpy")  # inherited from torch's C base class: shadowed while active
-
-    def __enter__(self):
-        for name in self._methods:
-            setattr(torch.Tensor, name, self._counted(getattr(torch.Tensor, name)))
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        for name in self._methods:
-            delattr(torch.Tensor, name)
-        return super().__exit__(*exc)
-
-    def _counted(self, method):
-        def read(tensor, *args, **kwargs):
-            self.count += 1
-            return method(tensor, *args, **kwargs)
-        return read
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        boolean_index = func in (aten.index.Tensor, aten.index_put_.default, aten.index_put.default) and any(
-            index is not None and index.dtype == torch.bool for index in args[1])
-        if func in SYNCING or boolean_index:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 def engine_for(n_steps: int, *extra: str, deferred: bool, monkeypatch: pytest.MonkeyPatch, members: int = 3):

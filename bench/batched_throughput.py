@@ -3,6 +3,7 @@
     python bench/batched_throughput.py                       # both parts, 2 interleaved repeats
     python bench/batched_throughput.py --part grid --grid-steps 8192 --repeats 3
     python bench/batched_throughput.py --part scaling --members 1 16 256 --threads 1 2
+    python bench/batched_throughput.py --part scaling --device cuda --members 16 256 1024 4096 --threads 1
     git worktree add /tmp/old <commit> && python bench/batched_throughput.py --part scaling --code /tmp/old .
 
 Grid (``--sweep``, default ``sweep_pendulum``: 4 optimizers x 5 b0 x 3 seeds = 60 runs, ``--grid-steps`` env-steps
@@ -20,7 +21,10 @@ ratio, per repeat and as the median; the repeats alternate SB3 and batched, so l
 
 Scaling (``--config``, default ``pendulum_adamloss``): K = ``--members`` members for ``--steps`` env-steps each, each
 K and thread count in a fresh process (so the peak RSS is that K's), interleaved over the repeats: env-steps/s
-total and per member, and peak RSS.
+total and per member, peak RSS, and the host reads of one more rollout and update (``HostReads``; on CUDA each is a
+host-device sync: on an accelerator the engine defers them to a few per rollout and update, on the CPU it reads every
+step and minibatch, where a read is free). ``--device cuda`` times with ``torch.cuda.synchronize()`` at both ends and
+adds the peak GPU memory.
 
 Targets (issue): grid >= 10x the SB3 sweep on 2 cores; 256 members <= 2 GB RSS. The numbers are what they are;
 nothing here asserts a time. Report ``uptime`` with them: the machine may be shared.
@@ -59,27 +63,42 @@ def _grid(sweep: str, steps: int) -> dict[str, list[dict]]:
     return grid
 
 
-def _train_batch(configs: list[dict], threads: int) -> dict:
+def _train_batch(configs: list[dict], threads: int, count_reads: bool = False) -> dict:
     import torch
 
+    from rl_adaloss.batched.host import HostReads
     from rl_adaloss.batched.run import build_engine
 
     torch.set_num_threads(threads)
     engine = build_engine(configs)
+    cuda = engine.device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync()
     started, cpu_started = time.perf_counter(), time.process_time()
     engine.learn()
+    sync()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    return dict(members=len(configs), steps_per_member=engine.num_timesteps, wall_s=wall, cpu_s=cpu,
-                env_steps=engine.num_timesteps * len(configs), peak_rss_mb=_peak_rss_mb(),
-                diverged=sum(d is not None for d in engine.diverged_at))
+    out = dict(members=len(configs), steps_per_member=engine.num_timesteps, wall_s=wall, cpu_s=cpu,
+               env_steps=engine.num_timesteps * len(configs), peak_rss_mb=_peak_rss_mb(),
+               diverged=sum(d is not None for d in engine.diverged_at))
+    if cuda:
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    if count_reads:
+        with HostReads() as rollout:
+            engine.collect_rollouts()
+        with HostReads() as update:
+            engine.train()
+        out.update(rollout_reads=rollout.count, update_reads=update.count)
+    return out
 
 
-def one_scaling(config: str, members: int, steps: int, threads: int) -> dict:
+def one_scaling(config: str, members: int, steps: int, threads: int, device: str = "cpu") -> dict:
     """(In its own process.) K members of ``config`` (seeds 0..K-1) for ``steps`` env-steps each."""
     from rl_adaloss.config import load_config
 
-    configs = [load_config(config, [f"seed={seed}", f"total_timesteps={steps}"]) for seed in range(members)]
-    out = _train_batch(configs, threads)
+    configs = [load_config(config, [f"seed={seed}", f"total_timesteps={steps}", f"device={device}"])
+               for seed in range(members)]
+    out = _train_batch(configs, threads, count_reads=True)
     out.update(threads=threads, env_steps_per_s=out["env_steps"] / out["wall_s"],
                env_steps_per_cpu_s=out["env_steps"] / out["cpu_s"])
     return out
@@ -170,8 +189,8 @@ def run_grid(args) -> None:
 
 
 def run_scaling(args) -> None:
-    print(f"== scaling: {args.config}, {args.steps} env-steps per member, threads {args.threads}; {_uptime()}",
-          flush=True)
+    print(f"== scaling: {args.config} on {args.device}, {args.steps} env-steps per member, threads {args.threads}; "
+          f"{_uptime()}", flush=True)
     codes = args.code or [None]
     results: dict[tuple[int, int, int], list[dict]] = {}
     for repeat in range(args.repeats):
@@ -181,20 +200,22 @@ def run_scaling(args) -> None:
                 for code in codes if repeat % 2 == 0 else list(reversed(codes)):
                     c = codes.index(code)
                     row = _child("--one", str(k), "--config", args.config, "--steps", str(args.steps),
-                                 "--threads", str(threads), code=code)
+                                 "--threads", str(threads), "--device", args.device, code=code)
                     results.setdefault((k, threads, c), []).append(row)
                     print(f"  repeat {repeat + 1} K={k:4d} threads={threads} code={code or ROOT}: "
                           f"{row['env_steps_per_s']:8.0f} env-steps/s (wall {row['wall_s']:.1f} s, "
                           f"{row['env_steps_per_cpu_s']:8.0f} per CPU-second)", flush=True)
     print(f"{'code':>20} {'K':>5} {'threads':>7} {'env-steps/s':>12} {'per member':>11} {'per CPU-s':>10} "
-          f"{'peak RSS MB':>12}   (median of {args.repeats}; per CPU-second: env-steps per second of this "
-          f"process's CPU time, less sensitive to other load with one thread)")
+          f"{'peak RSS MB':>12} {'GPU MB':>7} {'reads/rollout':>13} {'reads/update':>12}   (median of "
+          f"{args.repeats}; per CPU-second: env-steps per second of this process's CPU time, less sensitive to "
+          f"other load with one thread; reads: host reads of one more rollout and update)")
     for (k, threads, c), rows in sorted(results.items()):
         rate = statistics.median(r["env_steps_per_s"] for r in rows)
         cpu_rate = statistics.median(r["env_steps_per_cpu_s"] for r in rows)
         name = str(codes[c] or ROOT)[-20:]
         print(f"{name:>20} {k:5d} {threads:7d} {rate:12.0f} {rate / k:11.1f} {cpu_rate:10.0f} "
-              f"{max(r['peak_rss_mb'] for r in rows):12d}")
+              f"{max(r['peak_rss_mb'] for r in rows):12d} {max(r.get('peak_gpu_mb', 0) for r in rows):7d} "
+              f"{rows[0]['rollout_reads']:13d} {rows[0]['update_reads']:12d}")
     print(_uptime(), flush=True)
 
 
@@ -211,10 +232,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads (scaling part)")
     parser.add_argument("--code", nargs="+", help="scaling part: measure these rl_adaloss trees (folders put first "
                         "on PYTHONPATH) side by side, interleaved, e.g. a checkout of an older commit")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="the scaling part's device")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(one_scaling(args.config, args.one, args.steps, args.threads[0])))
+        print(json.dumps(one_scaling(args.config, args.one, args.steps, args.threads[0], args.device)))
         return 0
     if args.part in ("grid", "both"):
         run_grid(args)

@@ -57,9 +57,8 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
 def with_result(record: RunRecord, sweep_dir: Path) -> RunRecord:
     """``record`` with the status, reason and divergence step of its run's ``result.json``, where there is one."""
     result = read_result(sweep_dir / record.run_dir)
-    if result is None:
-        return record
-    return replace(record, status=result["status"], reason=result.get("reason"), diverged_at=result.get("diverged_at"))
+    return record if result is None else replace(record, status=result["status"], reason=result.get("reason"),
+                                                 diverged_at=result.get("diverged_at"))
 
 
 def write_index(sweep_dir: Path, sweep: dict[str, Any], records: list[RunRecord]) -> dict[str, int]:

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import functools
+import itertools
 import math
 import os
 import re
@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from filelock import FileLock, Timeout
 from pydantic import AfterValidator, ConfigDict, Field, PositiveInt, model_validator
 
 from rl_adaloss.batched.grouping import BATCHES_DIR, batch_threads, check_batched, plan_batches
@@ -193,10 +194,8 @@ def paired_optimizer(spec: dict[str, Any], base_optimizer: dict[str, Any], eta: 
     section.update({k: v for k, v in spec.items() if v is not None and k not in ("overrides", "eta")})
     section.setdefault("layout", base_optimizer.get("layout", "separate"))
     if "b0" not in accepted:
-        section["lr"] = eta / math.sqrt(b0)
-    else:
-        section.update(lr=eta, b0=OPTIMIZERS[name].b0_from_unsquared(b0))
-    return section
+        return {**section, "lr": eta / math.sqrt(b0)}
+    return {**section, "lr": eta, "b0": OPTIMIZERS[name].b0_from_unsquared(b0)}
 
 
 def first_step(optimizer: dict[str, Any]) -> float:
@@ -211,17 +210,16 @@ def expand(sweep: dict[str, Any], out_dir: Path) -> list[GridPoint]:
     points = []
     for variant, spec in sweep["optimizers"].items():
         overrides = list({**(sweep.get("overrides") or {}), **(spec.get("overrides") or {})}.items())
-        for b0 in sweep["b0"]:
-            for seed in sweep["seeds"]:
-                raw = copy.deepcopy(base)  # a deep copy: an override sets keys inside the base's sections
-                raw.update(seed=seed, optimizer=paired_optimizer(spec, base["optimizer"], sweep["eta"], b0),
-                           total_timesteps=sweep.get("total_timesteps", base["total_timesteps"]))
-                try:
-                    config = resolve(override(raw, overrides))
-                except UsageError as error:
-                    raise UsageError(f"optimizers.{variant}: {error}") from None
-                run_dir = out_dir / sweep["name"] / config["env"] / variant / f"b0={format_b0(b0)}" / f"seed={seed}"
-                points.append(GridPoint(config["env"], variant, b0, seed, config, run_dir))
+        for b0, seed in itertools.product(sweep["b0"], sweep["seeds"]):
+            raw = copy.deepcopy(base)  # a deep copy: an override sets keys inside the base's sections
+            raw.update(seed=seed, optimizer=paired_optimizer(spec, base["optimizer"], sweep["eta"], b0),
+                       total_timesteps=sweep.get("total_timesteps", base["total_timesteps"]))
+            try:
+                config = resolve(override(raw, overrides))
+            except UsageError as error:
+                raise UsageError(f"optimizers.{variant}: {error}") from None
+            run_dir = out_dir / sweep["name"] / config["env"] / variant / f"b0={format_b0(b0)}" / f"seed={seed}"
+            points.append(GridPoint(config["env"], variant, b0, seed, config, run_dir))
     return points
 
 
@@ -246,13 +244,22 @@ def point_status(point: GridPoint) -> str | None:
     return (read_result(point.run_dir) or {}).get("status")
 
 
+#: Set in a worker process once one of its jobs was interrupted (Ctrl-C, or the SIGTERM an interrupted sweep passes
+#: on): the jobs the pool had already queued to that worker then return at once instead of running to the end while
+#: the sweep waits for them.
+_interrupted = False
+
+
 @contextmanager
 def held(run_dirs: list[str]) -> Iterator[dict[int, dict[str, Any]]]:
     """Hold the lock of every run directory that no other process holds, for the block. Yields the results known
     by index: ``{"status": "busy"}`` for the others, and the results of the held runs that have ended (another
-    process may have finished one since this one looked)."""
-    from filelock import FileLock, Timeout
-
+    process may have finished one since this one looked). Once a job of this worker was interrupted, every point is
+    known, as "not run", and nothing is held; the block fills in the results of the points it runs."""
+    global _interrupted
+    if _interrupted:
+        yield {i: {"status": "not run", "reason": "the sweep was interrupted"} for i in range(len(run_dirs))}
+        return
     with ExitStack() as locks:
         known = {}
         for i, run_dir in enumerate(run_dirs):
@@ -266,28 +273,9 @@ def held(run_dirs: list[str]) -> Iterator[dict[int, dict[str, Any]]]:
             if done and done["status"] in FINAL_STATUSES:
                 known[i] = done
         yield known
+        _interrupted = any(result["status"] == "interrupted" for result in known.values())
 
 
-#: Set in a worker process once one of its jobs was interrupted (Ctrl-C, or the SIGTERM an interrupted sweep passes
-#: on): the jobs the pool had already queued to that worker then return at once instead of running to the end while
-#: the sweep waits for them.
-_interrupted = False
-
-
-def _stops_after_interrupt(job: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
-    @functools.wraps(job)
-    def guarded(configs: list[dict[str, Any]], run_dirs: list[str], *args: Any) -> list[dict[str, Any]]:
-        global _interrupted
-        if _interrupted:
-            return [{"status": "not run", "reason": "the sweep was interrupted"} for _ in run_dirs]
-        results = job(configs, run_dirs, *args)
-        _interrupted = _interrupted or any(r["status"] == "interrupted" for r in results)
-        return results
-
-    return guarded
-
-
-@_stops_after_interrupt
 def run_points(configs: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[str, Any]]:
     """The ``sb3`` engine's job (it holds one point): each point run (or resumed) as its own ``rl_adaloss.train`` run
     in this process, holding its lock; ``{"status": "busy"}`` for a point another process holds."""
@@ -304,15 +292,6 @@ def run_points(configs: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[
     return [results[i] for i in range(len(run_dirs))]
 
 
-def wait_for_lock(point: GridPoint) -> None:
-    """Block until no process holds ``point``."""
-    from filelock import FileLock
-
-    with FileLock(str(point.run_dir / LOCK_NAME)):
-        pass
-
-
-@_stops_after_interrupt
 def run_batch_points(configs: list[dict[str, Any]], run_dirs: list[str], threads: int = 1,
                      checkpoint_dir: str | None = None) -> list[dict[str, Any]]:
     """Run (or resume) one batch of grid points in this process with the batched engine, holding the lock of every
@@ -524,7 +503,8 @@ def run_sweep(sweep: dict[str, Any], out_dir: Path, workers: int, backend: str =
             if busy:
                 bar.write(f"waiting for {len(busy)} runs that another process is running")
             for point in busy:
-                wait_for_lock(point)
+                with FileLock(str(point.run_dir / LOCK_NAME)):  # blocks until no process holds the point
+                    pass
                 if point_status(point) in FINAL_STATUSES:
                     bar.finished(point_status(point))
             todo, busy = [p for p in busy if point_status(p) not in FINAL_STATUSES], []
@@ -550,21 +530,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=["local", "ray"], default="local",
                         help="local: a process pool on this machine; ray: Ray tasks (needs the 'ray' extra)")
     parser.add_argument("--engine", choices=ENGINES, default="sb3",
-                        help="sb3 (default, the reference): one rl_adaloss.train run per grid point, SB3's own envs "
-                             "and RNG streams, every env and option. batched: the points that differ only in seed and "
-                             "optimizer lr/b0/alpha/c train as one batch per process (one per worker, or per Ray "
-                             "task), each writing the same run directory; its episodes are its own envs' draws, so "
-                             "its numbers are not the sb3 engine's bit for bit; any registered env with flat Box "
-                             "observations and Box actions (Pendulum-v1 and CartPoleSwingUp-v1 as torch tensors, every "
-                             "other one, the bullet swing-up included, as real gymnasium envs stepped on the CPU), a "
-                             "constant lr (anything else is refused up front)")
+                        help="sb3 (default, the reference): one rl_adaloss.train run per grid point. batched: the "
+                             "points that differ only in seed and optimizer lr/b0/alpha/c train as one batch per "
+                             "process, each writing the same run directory; its own env draws, so not the sb3 numbers "
+                             "bit for bit; flat Box observations and Box actions, a constant lr (else refused at once)")
     parser.add_argument("--address", default=None,
                         help="Ray cluster to join: auto, or ray://host:port (default: start a local Ray)")
     parser.add_argument("--out-dir", type=Path, default=Path("runs"),
                         help="where the sweep folder goes; with Ray on several nodes, a shared path (default: runs)")
     parser.add_argument("--dry-run", action="store_true", help="print the grid and the number of runs; run nothing")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved sweep config, every key with its description, and exit")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved sweep config, described; exit")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
     return parser.parse_args(argv)
 

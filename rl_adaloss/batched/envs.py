@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from rl_adaloss.batched import host
+from rl_adaloss.batched.host import maybe_any
 from rl_adaloss.batched.rng import MemberRNG
 from rl_adaloss.errors import UsageError
 
@@ -83,6 +85,8 @@ class BatchedEnv:
         self.rng = MemberRNG(seeds, "reset", self.device)
         self.state = torch.zeros(self.members, n_envs, self.state_dim, dtype=torch.float64, device=self.device)
         self.elapsed = torch.zeros(self.members, n_envs, dtype=torch.int64, device=self.device)
+        #: Deferring host reads (see :mod:`.host`): a step then resets in masked form, not reading whether one is done.
+        self.deferred = host.defers_reads(self.device)
 
     # -- the dynamics, per subclass -----------------------------------------------------------------------------
 
@@ -124,7 +128,7 @@ class BatchedEnv:
         obs = self.observe()
         result = StepResult(obs, reward.to(torch.float32), terminated, truncated, obs)
         done = result.done
-        if bool(done.any()):
+        if maybe_any(done, self.deferred):  # a reset of no env changes nothing
             self.state = torch.where(done.unsqueeze(-1), self._draw_reset(done), self.state)
             self.elapsed.masked_fill_(done, 0)
             # A new tensor: the finished episodes' last observations stay in terminal_obs.

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rl_adaloss.batched import host
 from rl_adaloss.errors import UsageError
 from rl_adaloss.optim import OPTIMIZERS, AdamLoss
 
@@ -187,11 +188,12 @@ class MemberOptimizer:
         if self.member_axis:
             if self.flat.grad is None:  # not gathered by clip_grad_norm_
                 self.flat.grad = self._gathered(self._grads())
-            # On the CPU reading the (K,) masks is free: when every member steps, the optimizer may skip its masks.
+            # Where host reads are not deferred (the CPU), reading the (K,) masks is free: when every member steps,
+            # the optimizer may skip its masks.
             # step_members: the member-axis rules are all ScheduledOptimizers; it skips torch's per-call step
             # wrapper (hooks, record_function), which this engine never uses.
             if all_finite or (
-                losses.device.type == "cpu" and bool(active.all()) and bool(torch.isfinite(losses).all())
+                not host.defers_reads(losses.device) and bool(active.all()) and bool(torch.isfinite(losses).all())
             ):
                 self.optimizer.step_members(losses, all_finite=True)
                 return

@@ -46,6 +46,9 @@ class EpisodeRecorder:
         self.returns = torch.zeros(env.members, env.n_envs, dtype=torch.float64, device=env.device)
         self.lengths = torch.zeros(env.members, env.n_envs, dtype=torch.int64, device=env.device)
         self.episodes: list[Episode] = []
+        #: Deferred host reads (the engine's, see :mod:`rl_adaloss.batched.host`): per step, its done mask, returns
+        #: and lengths (on the device), time and step count, read at :meth:`take`.
+        self._ended: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, int]] = []
         self._step, self._reset = env.step, env.reset
         env.step, env.reset = self.step, self.reset
 
@@ -59,10 +62,14 @@ class EpisodeRecorder:
         self.returns += result.reward.to(torch.float64)
         self.lengths += 1
         done = result.done
-        if bool(done.any()):
+        # The engine counts this step after the env returns it.
+        step = int(self.engine.num_timesteps) + self.env.n_envs
+        if self.engine.deferred:
+            self._ended.append((done, self.returns.clone(), self.lengths.clone(), time.time(), step))
+            self.returns.masked_fill_(done, 0.0)
+            self.lengths.masked_fill_(done, 0)
+        elif bool(done.any()):
             now = time.time()
-            # The engine counts this step after the env returns it.
-            step = int(self.engine.num_timesteps) + self.env.n_envs
             rows = torch.nonzero(done).tolist()
             values = self.returns[done].tolist()
             lengths = self.lengths[done].tolist()
@@ -73,6 +80,15 @@ class EpisodeRecorder:
         return result
 
     def take(self) -> list[Episode]:
+        """The episodes that ended since the last call, in the order they ended (by step, member, env)."""
+        if self._ended:
+            ended, self._ended = self._ended, []
+            done = torch.stack([e[0] for e in ended])
+            rows = torch.nonzero(done).tolist()
+            returns = torch.stack([e[1] for e in ended])[done].tolist()
+            lengths = torch.stack([e[2] for e in ended])[done].tolist()
+            self.episodes += [Episode(k, i, reward, length, *ended[t][3:])
+                              for (t, k, i), reward, length in zip(rows, returns, lengths)]
         episodes, self.episodes = self.episodes, []
         return episodes
 
@@ -82,7 +98,7 @@ class EpisodeRecorder:
     def load_state(self, state: dict[str, Any]) -> None:
         self.returns.copy_(state["returns"])
         self.lengths.copy_(state["lengths"])
-        self.episodes = []
+        self.episodes, self._ended = [], []
 
 
 class MonitorFiles:

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from rl_adaloss.batched import host
 from rl_adaloss.batched.rng import MemberRNG
 from rl_adaloss.errors import UsageError
 from rl_adaloss.optim.base import skip_dynamo_import
@@ -111,6 +112,8 @@ class BatchedActorCritic:
             raise UsageError(f"policy_kwargs.activation_fn: unknown activation {activation_fn!r}")
         self.members = len(seeds)
         self.device = torch.device(device)
+        #: Deferring host reads (see :mod:`.host`): :meth:`act` then checks every distribution, not reading whether to.
+        self.deferred = host.defers_reads(self.device)
         self.use_sde, self.full_std, self.use_expln = use_sde, full_std, use_expln
         self.activation = ACTIVATIONS[activation_fn]
         self.activation_backward = _ACTIVATION_BACKWARD[activation_fn]
@@ -496,8 +499,8 @@ class BatchedActorCritic:
         # Finite log-probs imply a valid distribution (a NaN or infinite mean makes actions - mean NaN; a NaN,
         # infinite, zero or negative scale makes log(scale) non-finite), so the full check runs only when some
         # log-prob is not finite: then it tells which members are invalid. (One read of their sum: it is finite
-        # only if every log-prob is; an overflow would just run the full check.)
-        if math.isfinite(float(log_prob.sum())):
+        # only if every log-prob is; an overflow would just run the full check. Deferred: always the full check.)
+        if not self.deferred and math.isfinite(float(log_prob.sum())):
             valid = torch.ones(self.members, dtype=torch.bool, device=self.device)
         else:
             valid = self.valid(mean, scale)

@@ -32,7 +32,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rl_adaloss.batched import host
 from rl_adaloss.batched.envs import BatchedEnv, StepResult, make_batched_env
+from rl_adaloss.batched.host import maybe_any
 from rl_adaloss.batched.optim import MemberOptimizer
 from rl_adaloss.batched.policy import BatchedActorCritic
 from rl_adaloss.batched.rng import MemberRNG
@@ -63,6 +65,17 @@ EVAL_SEED_OFFSET = 10_000
 # -- VecNormalize ---------------------------------------------------------------------------------------------------
 
 
+def combined_moments(mean: Tensor, var: Tensor, count: Tensor, batch_mean: Tensor, batch_var: Tensor,
+                     batch_count: int) -> tuple[Tensor, Tensor]:
+    """The running (mean, var) with a batch's moments merged in (Chan et al.'s parallel update, as SB3's
+    ``RunningMeanStd.update_from_moments`` writes it); ``count`` broadcasts against ``mean``."""
+    delta = batch_mean - mean
+    tot_count = count + batch_count
+    new_mean = mean + delta * batch_count / tot_count
+    m_2 = var * count + batch_var * batch_count + delta.square() * count * batch_count / tot_count
+    return new_mean, m_2 / tot_count
+
+
 class RunningMeanStd:
     """SB3's ``RunningMeanStd`` for K members: float64 mean/var of shape (K, *shape), counts (K,) from 1e-4."""
 
@@ -77,12 +90,9 @@ class RunningMeanStd:
         batch_var = x.var(dim=1, unbiased=False).to(torch.float64)
         batch_count = x.shape[1]
         view = (-1,) + (1,) * (self.mean.dim() - 1)
-        count = self.count.view(view)
-        delta = batch_mean - self.mean
-        tot_count = count + batch_count
-        new_mean = self.mean + delta * batch_count / tot_count
-        m_2 = self.var * count + batch_var * batch_count + delta.square() * count * batch_count / tot_count
-        self.mean, self.var, self.count = new_mean, m_2 / tot_count, self.count + batch_count
+        self.mean, self.var = combined_moments(self.mean, self.var, self.count.view(view), batch_mean, batch_var,
+                                               batch_count)
+        self.count = self.count + batch_count
 
 
 @dataclass
@@ -165,11 +175,7 @@ class BatchedVecNormalize:
                               dim=1)
         batch_count = obs.shape[1]
         columns = count[:, self._count_columns]  # each column's count: the observation's, ..., the return's
-        delta = batch_mean - mean
-        tot_count = columns + batch_count
-        new_mean = mean + delta * batch_count / tot_count
-        m_2 = var * columns + batch_var * batch_count + delta.square() * columns * batch_count / tot_count
-        new_var = m_2 / tot_count
+        new_mean, new_var = combined_moments(mean, var, columns, batch_mean, batch_var, batch_count)
         new_count = count + batch_count
         self._joint = (new_mean, new_var, new_count)
         self.obs_rms.mean, self.obs_rms.var, self.obs_rms.count = new_mean[:, :D], new_var[:, :D], new_count[:, 0]
@@ -336,6 +342,10 @@ class BatchedPPO:
         #: Per member: None while training, else the step at which it diverged, and why.
         self.diverged_at: list[int | None] = [None] * self.members
         self.diverged_reason: list[str | None] = [None] * self.members
+        #: Deferred host reads (see :mod:`.host`): the divergences met meanwhile, per reason the (K,) step at which
+        #: each member first met it (-1: not), kept on the device until :meth:`_settle` reads them.
+        self.deferred = host.defers_reads(self.device)
+        self._pending: dict[str, Tensor] = {}
         self.last_obs: Tensor | None = None
         self.last_episode_starts: Tensor | None = None
         self.rollout: Rollout | None = None
@@ -348,10 +358,25 @@ class BatchedPPO:
         return torch.tensor([d is None for d in self.diverged_at], device=self.device)
 
     def _diverge(self, mask: Tensor, reason: str) -> None:
+        """Freeze the members in ``mask`` that still train, at this step, for ``reason``; deferred, at
+        :meth:`_settle`."""
+        if self.deferred:
+            steps = self._pending.get(reason, torch.full((self.members,), -1, device=self.device))
+            self._pending[reason] = torch.where((steps < 0) & mask, self.num_timesteps, steps)
+            return
         for k in torch.nonzero(mask).flatten().tolist():
             if self.diverged_at[k] is None:
                 self.diverged_at[k] = self.num_timesteps
                 self.diverged_reason[k] = reason
+
+    def _settle(self) -> None:
+        """Record the deferred divergences (one read): each member's earliest, the first reason met on a tie, as
+        :meth:`_diverge` would have recorded them one by one."""
+        pending, self._pending = self._pending, {}
+        for reason, steps in zip(pending, torch.stack(list(pending.values())).tolist() if pending else []):
+            for k, step in enumerate(steps):
+                if step >= 0 and (self.diverged_at[k] is None or step < self.diverged_at[k]):
+                    self.diverged_at[k], self.diverged_reason[k] = step, reason
 
     # -- rollouts -----------------------------------------------------------------------------------------------
 
@@ -384,7 +409,7 @@ class BatchedPPO:
             if redraw and step % self.ppo.sde_sample_freq == 0:
                 self.policy.exploration = next(noise)
             actions, values, log_probs, valid = self.policy.act(self.last_obs, sde_variance=sde_variance, fused=fused)
-            if not bool(valid.all()):
+            if maybe_any(~valid, self.deferred):
                 self._diverge(
                     ~valid, "the action distribution became invalid (a NaN mean, or a NaN, infinite or zero scale)"
                 )
@@ -393,7 +418,7 @@ class BatchedPPO:
             self.num_timesteps += n
             rewards = result.reward
             bootstrap = result.time_limit
-            if bool(bootstrap.any()):
+            if maybe_any(bootstrap, self.deferred):  # else the where changes nothing
                 terminal_values = self.policy.predict_values(result.terminal_obs)
                 rewards = torch.where(bootstrap, rewards + self.ppo.gamma * terminal_values, rewards)
             steps["obs"].append(self.last_obs)
@@ -409,6 +434,7 @@ class BatchedPPO:
         last_values = self.policy.predict_values(self.last_obs)
         self.compute_returns_and_advantage(buf, last_values, self.last_episode_starts)
         self.rollout = buf
+        self._settle()
         return buf
 
     #: gSDE draws made at once: a few, so that the drawing's per-op cost is shared while its temporaries (the
@@ -500,7 +526,8 @@ class BatchedPPO:
 
         # While every member steps (``all_active``) and a minibatch's records are all finite, the per-member masks
         # change nothing, so the minibatch skips them (see ``fast`` below): the same numbers, fewer ops and reads.
-        all_active = bool(active.all())
+        # Deferring host reads: never known, so every minibatch takes the masked path (the same numbers).
+        all_active = not self.deferred and bool(active.all())
         joint = "joint" in self.optimizers
         # The optimizers' gradient buffers, by parameter name, for the backward to write into (None without them).
         by_param = {id(p): v for o in self.optimizers.values() for p, v in zip(o.params, o.grad_views() or [])}
@@ -511,13 +538,22 @@ class BatchedPPO:
         self.policy.prepare()
         # _loss_grad_factors while every member is active, by minibatch size (the masks of the others vary).
         loss_grad_factors: dict[int, tuple[Tensor, ...]] = {}
+        # Deferred, the epochs go on after every member has stopped (a step of no member changes nothing); an epoch
+        # that would not have been entered takes no words of the permutation streams, and SB3's count of the epochs
+        # run is kept on the device.
+        epochs_run = torch.zeros((), dtype=torch.int64, device=self.device)
+        stream = self.permutation_rng
         for epoch in range(self.ppo.n_epochs):
-            if not all_active and not bool(active.any()):
+            if not all_active and not maybe_any(active, self.deferred):
                 break
+            entered, words_used = active.any(), stream.counter.clone()
             order = permutations(epoch).to(self.device)
+            if self.deferred:
+                epochs_run += entered
+                stream.counter = torch.where(entered, stream.counter, words_used)
             shuffled = rows.index_select(0, (order + member_offsets).reshape(-1)).view(K, N, D)
             for start in range(0, N, B):
-                if not all_active and not bool(active.any()):
+                if not all_active and not maybe_any(active, self.deferred):
                     break
                 mb = shuffled[:, start : start + B]
                 obs, actions = mb[..., :obs_dim].contiguous(), mb[..., obs_dim:a0]
@@ -559,7 +595,7 @@ class BatchedPPO:
                     joint_loss is None or math.isfinite(float(joint_loss.sum())))
                 if not fast:
                     valid = self.policy.valid(saved["mean"], saved["scale"])
-                    if not bool(valid[active].all()):
+                    if maybe_any(active & ~valid, self.deferred):
                         self._diverge(
                             active & ~valid,
                             "the action distribution became invalid (a NaN mean, or a NaN, infinite or zero scale)",
@@ -576,7 +612,7 @@ class BatchedPPO:
                 recorded = True
                 if self.ppo.target_kl is not None:
                     active = active & ~(approx_kl > 1.5 * self.ppo.target_kl)
-                    if not bool(active.any()):
+                    if not maybe_any(active, self.deferred):
                         break
                     if all_active and not bool(active.all()):
                         all_active = fast = False
@@ -588,9 +624,11 @@ class BatchedPPO:
                 # gradients are autograd's bit for bit: mean's is the expanded gradient / B, min's splits a tie in
                 # halves, clamp's passes the gradient on [low, high], exp's multiplies by its result.
                 n = advantages.shape[1]
-                factors = (loss_grad_factors.get(n) if fast else None) or self._loss_grad_factors(active, n, advantages.dtype)
-                if fast:  # every member active: the same factors for every minibatch of this size
-                    loss_grad_factors[n] = factors
+                factors = loss_grad_factors.get(n) if fast else None
+                if factors is None:
+                    factors = self._loss_grad_factors(active, n, advantages.dtype)
+                    if fast:  # every member active: the same factors for every minibatch of this size
+                        loss_grad_factors[n] = factors
                 grad_min, grad_min_half, grad_value_loss, grad_entropy_loss = factors
                 tie = policy_loss_1 == policy_loss_2
                 grad_either = torch.where(tie, grad_min_half, grad_min)
@@ -612,9 +650,11 @@ class BatchedPPO:
                 for role, optimizer in self.optimizers.items():
                     optimizer.clip_grad_norm_(self.ppo.max_grad_norm)
                     optimizer.step(losses[role], active, all_finite=fast)
-            self.n_updates += 1
+            self.n_updates += not self.deferred
         self.policy.release()
         self._check_finite(finite_losses)
+        self.n_updates += int(epochs_run)
+        self._settle()
         mean = (sums / counts.clamp(min=1)).tolist() if recorded else []
         self.stats = UpdateStats({name: values for name, values in zip(self.RECORDS, mean)})
 

@@ -30,7 +30,7 @@ from pydantic import ConfigDict, ValidationError
 
 from rl_adaloss.config import CONFIG_DIR  # the packaged configs, rl_adaloss/configs/<name>.yaml
 from rl_adaloss.errors import UsageError, exit_on_usage_error
-from rl_adaloss.optim import OPTIMIZERS, AdaLoss, SGDConstant
+from rl_adaloss.optim import OPTIMIZERS, SGDConstant
 from rl_adaloss.schema import Section, describe, error_line, parse_override, read_yaml, yaml_value
 
 S = TypeVar("S", bound="ExperimentSettings")
@@ -51,11 +51,9 @@ def make_optimizer(method: str, params, eta: float, b0: float, alpha: float = 1.
     """The :mod:`rl_adaloss.optim` rule ``method`` (a name of ``OPTIMIZERS`` whose arguments are lr and b0, and
     AdaLoss's alpha and c) with step size ``eta / b``; ``gd`` is plain gradient descent (``sgd`` with ``b0 = 1``:
     step ``eta``)."""
-    if method == "adaloss":
-        return AdaLoss(params, lr=eta, b0=b0, alpha=alpha, c=c)
     if method == "gd":
         return SGDConstant(params, lr=eta, b0=1.0)
-    return OPTIMIZERS[method](params, lr=eta, b0=b0)
+    return OPTIMIZERS[method](params, lr=eta, b0=b0, **(dict(alpha=alpha, c=c) if method == "adaloss" else {}))
 
 
 def settled_index(below: np.ndarray) -> int | None:
@@ -107,18 +105,6 @@ def _from_flag(annotation: Any, text: str) -> Any:
     return text if get_origin(annotation) is list else yaml_value(text)
 
 
-def _validated(model: type[S], values: dict[str, Any], source: str, prefix: str) -> S:
-    """``model`` built from ``values``. The first error names its key as ``source`` + ``prefix`` + key (a config
-    file and section), or as its flag when ``prefix`` is ``--``."""
-    try:
-        return model.model_validate(values)
-    except ValidationError as error:
-        if prefix != "--":
-            raise UsageError(source + error_line(error, prefix, model)) from None
-        key = str(error.errors()[0]["loc"][0])
-        raise UsageError("--" + key.replace("_", "-") + error_line(error).removeprefix(key)) from None
-
-
 def cli(model: type[S], name: str, description: str, run: Callable[[S, Path, bool, Callable[[str], None]], list[str]],
         argv: Sequence[str] | None = None) -> int:
     """The command line of experiment ``name``: ``run(settings, out_dir, quick, log)`` with the settings that
@@ -165,8 +151,7 @@ def parser(model: type[ExperimentSettings], name: str, description: str) -> argp
     result.add_argument("--quick", action="store_true", help="apply the config's 'quick' section: a run of seconds")
     result.add_argument("--out", type=Path, default=Path("runs") / "experiments" / name, metavar="DIR",
                         help=f"output folder for figures and tables (default: runs/experiments/{name})")
-    result.add_argument("--print-config", action="store_true",
-                        help="print the resolved settings, each with its description, and exit without running")
+    result.add_argument("--print-config", action="store_true", help="print the resolved settings, described; exit")
     group = result.add_argument_group("settings (also config keys and KEY=VALUE)")
     for key, field in model.model_fields.items():
         in_quick = f"; quick: {flag_text(getattr(quick, key))}" if key in quick_keys else ""
@@ -179,7 +164,8 @@ def parser(model: type[ExperimentSettings], name: str, description: str) -> argp
 def resolve(model: type[S], args: argparse.Namespace) -> S:
     """The settings: ``model``'s defaults, then the config file's keys, its ``quick`` section with ``--quick``,
     ``KEY=VALUE`` arguments, and flags, each later source over the earlier ones; each source is checked as it is
-    applied, so that an error names where the bad value came from; then checks across keys."""
+    applied, so that an error names where the bad value came from (``source`` + ``prefix`` + key: a config file and
+    section, or the flag where ``prefix`` is ``--``); then checks across keys."""
     values = read_yaml(args.config)
     quick = values.pop("quick", None) or {}
     if not isinstance(quick, dict):
@@ -190,7 +176,13 @@ def resolve(model: type[S], args: argparse.Namespace) -> S:
     for update, source, prefix in (({}, file, ""), (quick if args.quick else {}, file, "quick."),
                                    (dict(map(parse_override, args.overrides)), "", ""), (flags, "", "--")):
         values.update(update)
-        settings = _validated(model, values, source, prefix)
+        try:
+            settings = model.model_validate(values)
+        except ValidationError as error:
+            if prefix != "--":
+                raise UsageError(source + error_line(error, prefix, model)) from None
+            key = str(error.errors()[0]["loc"][0])
+            raise UsageError("--" + key.replace("_", "-") + error_line(error).removeprefix(key)) from None
     settings.check()
     return settings
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,16 +53,12 @@ def parse_windows(value: Any) -> Any:
     """Iteration windows from ``"101-200,991-1000"`` (a flag) or ``[[101, 200], ...]`` (YAML) as ``(first, last)``
     tuples, before pydantic checks their types."""
     if isinstance(value, str):
-        pairs = []
-        for part in value.split(","):
-            first, sep, last = part.strip().partition("-")
-            if not (sep and first.isdigit() and last.isdigit()):
-                raise ValueError(f"window {part.strip()!r} is not FIRST-LAST")
-            pairs.append((int(first), int(last)))
-        return pairs
-    if isinstance(value, list):
-        return [tuple(pair) if isinstance(pair, list) else pair for pair in value]
-    return value
+        parts = [part.strip() for part in value.split(",")]
+        for part in parts:
+            if not re.fullmatch(r"[0-9]+-[0-9]+", part):
+                raise ValueError(f"window {part!r} is not FIRST-LAST")
+        return [tuple(map(int, part.split("-"))) for part in parts]
+    return [tuple(pair) if isinstance(pair, list) else pair for pair in value] if isinstance(value, list) else value
 
 
 def check_windows(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -80,35 +77,29 @@ class Settings(experiments.ExperimentSettings):
     # stochastic (Figure 1): F(w) = ||Xw - y||^2 / (2n), y = X w*
     n: int = Field(1000, ge=2, description="rows of X (data points); the problem is overdetermined, so n > d")
     d: int = Field(20, ge=1, description="columns of X (parameters)")
-    col_scale_min: float = Field(0.1, gt=0, le=1, description="column scales of X are log-spaced from 1 down to "
-                                 "this (0.1: cond(X^T X) ~ 100)")
+    col_scale_min: float = Field(0.1, gt=0, le=1, description="column scales of X are log-spaced from 1 down to this")
     data_seed: int = Field(0, ge=0, description="seed for X and w*")
     seeds: int = Field(5, ge=1, description="number of runs per (method, b0), seeds 0..seeds-1 (they draw the rows)")
     iters: int = Field(5000, ge=1, description="stochastic steps per run")
     batch_size: int = Field(1, ge=1, description="rows per stochastic step")
     eta: float = Field(1.0, gt=0, description="base step size eta (step size eta/b)")
-    alpha: float = Field(1.0, ge=0, description="AdaLoss: b^2 += alpha*|f - c| with f the minibatch loss "
-                         "(alpha=2 with batch 1 is the paper's R_t)")
+    alpha: float = Field(1.0, ge=0, description="AdaLoss: b^2 += alpha*|f - c| with f the minibatch loss")
     c: float = Field(0.0, description="AdaLoss: the constant c (estimate of the optimal loss, 0 here)")
     b0_grid: list[Positive] = Field([0.01, 0.1, 1.0, 10.0, 100.0], min_length=1, description="initial b values")
     methods: list[Method] = Field(list(METHODS), min_length=1, description="methods to compare")
     windows: Windows = Field([(101, 200), (991, 1000), (4901, 5000)], min_length=1,
                              description="iteration windows FIRST-LAST (1-based, inclusive) to average over")
-    blowup: float = Field(1e6, gt=1, description="a run counts as diverged once its loss exceeds blowup x its "
-                          "initial loss")
-    small_loss: float = Field(1e-2, gt=0, description="'reached a small loss' means last-window loss <= small_loss "
-                              "x initial loss")
+    blowup: float = Field(1e6, gt=1, description="a run diverged once its loss exceeds blowup x its initial loss")
+    small_loss: float = Field(1e-2, gt=0, description="'small loss': last-window loss <= small_loss x initial loss")
     # deterministic (Theorem 1 / Lemma 1): F(w) = ||Xw - y||^2 / 2 with X scaled by 1/sqrt(n)
     gd_n: int = Field(200, ge=2, description="GD: rows of X")
     gd_d: int = Field(20, ge=1, description="GD: columns of X")
-    gd_col_scale_min: float = Field(0.3, gt=0, le=1, description="GD: smallest column scale (X is also divided by "
-                                    "sqrt(n))")
+    gd_col_scale_min: float = Field(0.3, gt=0, le=1, description="GD: smallest column scale (then X / sqrt(n))")
     gd_eta: float = Field(10.0, gt=0, description="GD: base step size eta")
     gd_alpha: float = Field(1.0, ge=0, description="GD: AdaLoss alpha (b^2 += alpha*F, F = 1/2||Xw-y||^2; alpha=2 "
                             "is Lemma 1 and Corollary 1's ||Xw-y||^2)")
     gd_b0_fracs: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
-        [1e-4, 1e-2, 0.5, 0.9], min_length=1,
-        description="GD: b0 as fractions of the critical value eta*lambda_1/2 (below 1)")
+        [1e-4, 1e-2, 0.5, 0.9], min_length=1, description="GD: b0 as fractions (< 1) of the critical eta*lambda_1/2")
     gd_init_dists: list[Positive] = Field([1.0, 1e-3], min_length=1, description="GD: ||w0 - w*|| for the runs "
                                           "(w0 = w* - dist * random unit vector)")
     gd_eps: list[Positive] = Field([1e-2, 1e-4, 1e-6, 1e-8, 1e-10, 1e-12], min_length=1,

@@ -52,16 +52,13 @@ class Settings(experiments.ExperimentSettings):
     d: int = Field(80, ge=2, description="input dimension (d >= n gives nearly orthogonal inputs)")
     data_seed: int = Field(0, ge=0, description="seed for the inputs and labels")
     seeds: int = Field(3, ge=1, description="network initializations per setting (seeds 0..seeds-1)")
-    blowup: float = Field(1e8, gt=1, description="a run stops (diverged) once its loss exceeds blowup x its initial "
-                          "loss")
-    near_zero: float = Field(1e-10, gt=0, description="'near-zero training loss' means loss <= near_zero x initial "
-                             "loss")
+    blowup: float = Field(1e8, gt=1, description="a run stops (diverged) once its loss > blowup x its initial loss")
+    near_zero: float = Field(1e-10, gt=0, description="'near-zero training loss': loss <= near_zero x initial loss")
     # Figure 5: ||H_inf|| vs n
     fig5_ns: list[Annotated[int, Field(ge=2)]] = Field([10, 20, 50, 100, 200, 500, 1000], min_length=1,
                                                        description="Figure 5: numbers of points n")
     fig5_d: int = Field(1000, ge=2, description="Figure 5: input dimension of the nearly orthogonal family")
-    fig5_rho: float = Field(0.5, ge=0, le=0.99, description="Figure 5: pairwise correlation of the contrasting, "
-                            "correlated family")
+    fig5_rho: float = Field(0.5, ge=0, le=0.99, description="Figure 5: pairwise correlation of the correlated family")
     fig5_seeds: int = Field(3, ge=1, description="Figure 5: data draws averaged per n")
     # Theorem 2: GD with eta = factor / ||H_inf||, plus Du et al.'s lambda_0 / n^2
     thm2_widths: list[Annotated[int, Field(ge=1)]] = Field([128, 1024], min_length=1,
@@ -81,8 +78,7 @@ class Settings(experiments.ExperimentSettings):
     fig6_width: int = Field(512, ge=1, description="Figure 6: hidden width m")
     fig6_eta: float = Field(10.0, gt=0, description="Figure 6: base step size eta")
     fig6_alphas: list[Positive] = Field([1.0, 0.1, 0.01], min_length=1,
-                                        description="Figure 6: AdaLoss alpha values (as thm3_alphas: the paper's "
-                                        "alpha^2)")
+                                        description="Figure 6: AdaLoss alpha values (ours = the paper's alpha^2)")
     fig6_b0_grid: list[Positive] = Field([0.01, 0.1, 1.0, 10.0, 100.0], min_length=1,
                                          description="Figure 6: initial b0 values")
     fig6_batch: int = Field(8, ge=1, description="Figure 6: minibatch size")
@@ -154,14 +150,12 @@ def train_gd(X, y, W0, a, method: str, *, eta: float, b0: float = 1.0, alpha: fl
     ``eff_lr[k-1]`` is ``opt.effective_lr`` after step ``k``. Stops early if the loss blows up."""
     W, opt = experiments.trainable(W0, method, eta, b0, alpha)
     losses, bs, eff = [], [b0 if method != "gd" else 1.0], []
-    diverged = None
     for k in range(iters + 1):
         loss, sq, grad = loss_and_grad(X, y, W, a)
         losses.append(loss)
-        if not math.isfinite(loss) or loss > blowup * losses[0]:
-            diverged = k
-            break
-        if k == iters:
+        ok = math.isfinite(loss) and loss <= blowup * losses[0]
+        if not ok or k == iters:
+            diverged = None if ok else k
             break
         W.grad.copy_(grad)
         # Theorem 3: AdaLoss adds alpha * sqrt(n) * ||y - u(k)||^2; the other rules ignore the loss.

@@ -127,11 +127,8 @@ class _ScheduledAdam(ScheduledOptimizer):
             new_exp_avg_sqs = torch._foreach_mul(exp_avg_sqs, beta2)
             torch._foreach_addcmul_(new_exp_avg_sqs, grads, grads, value=1 - beta2)
         denoms = torch._foreach_sqrt(new_exp_avg_sqs)
-        # sqrt / bias correction + eps in one pass: addcdiv at value 1 rounds as the division and then the sum
-        # (1 * quotient is the quotient exactly, so even a fused multiply-add rounds once, at the sum). eps as a
-        # 0-dim tensor of the parameter's dtype: the Python number the sum took was cast to that dtype too.
-        for denom, correction in zip(denoms, bias_correction2_sqrt):
-            torch.addcdiv(self._eps_tensor(group["eps"], denom), denom, correction, out=denom)
+        torch._foreach_div_(denoms, bias_correction2_sqrt)
+        torch._foreach_add_(denoms, group["eps"])
         updates = torch._foreach_div(new_exp_avgs, denoms)
         torch._foreach_mul_(updates, step_sizes)
         if self._all_step:
@@ -145,14 +142,6 @@ class _ScheduledAdam(ScheduledOptimizer):
         for i in range(len(params)):
             mask.blend_(exp_avgs[i], new_exp_avgs[i])
             mask.blend_(exp_avg_sqs[i], new_exp_avg_sqs[i])
-
-    def _eps_tensor(self, eps: float, like: Tensor) -> Tensor:
-        """``eps`` as a 0-dim tensor of ``like``'s dtype and device, made once (not optimizer state)."""
-        cache = self.__dict__.setdefault("_eps_tensors", {})
-        key = (eps, like.dtype, like.device)
-        if key not in cache:
-            cache[key] = torch.tensor(eps, dtype=like.dtype, device=like.device)
-        return cache[key]
 
 
 def _per_param(values: Tensor, params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:

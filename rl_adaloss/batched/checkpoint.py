@@ -27,9 +27,9 @@ from torch import Tensor
 __all__ = ["capture", "restore", "restore_value", "dumps", "loads", "SKIPPED"]
 
 #: Attributes rebuilt at every rollout or update, not state: the rollout buffer, the last update's statistics, and
-#: an optimizer's gradient buffer and its views (``MemberOptimizer.grad_views``: scratch that every minibatch's
-#: backward rewrites; a restored copy would no longer be the views of its buffer).
-SKIPPED = frozenset({"rollout", "stats", "_grad_buffer", "_grad_views"})
+#: an optimizer's gradient buffer, its columns and views (``MemberOptimizer.grad_buffer``: scratch that every
+#: minibatch's backward rewrites; a restored copy would no longer be the views of its buffer).
+SKIPPED = frozenset({"rollout", "stats", "grad_buffer", "grad_columns", "grad_views"})
 _MODULES = ("rl_adaloss.batched", "rl_adaloss.optim")
 
 

@@ -77,9 +77,18 @@ class MemberOptimizer:
         self.member_axis = not force_loop and (
             has_member_axis(AdamLoss) if name == "adam" else has_member_axis(self.cls)
         )
+        #: With the member axis: a (K, P) gradient buffer laid out as ``flat``, kept from step to step, and per
+        #: parameter its columns and a view of them of the parameter's shape, for a backward to write the gradients
+        #: into (:meth:`clip_grad_norm_` then finds them gathered). Scratch that every minibatch rewrites, not state.
+        self.grad_buffer: Tensor | None = None
+        self.grad_columns: Sequence[Tensor] = ()
+        self.grad_views: list[Tensor] | None = None
         if self.member_axis:
             self._flatten()
             self.optimizer = self._member_axis_optimizer(kwargs)
+            self.grad_buffer = torch.empty_like(self.flat)
+            self.grad_columns = self.grad_buffer.split(self.sizes, dim=1)
+            self.grad_views = [columns.view(p.shape) for p, columns in zip(self.params, self.grad_columns)]
         else:
             self.views = [[p.detach()[k] for p in self.params] for k in range(self.members)]
             self.optimizers = [self.cls(views, **kw) for views, kw in zip(self.views, kwargs)]
@@ -139,19 +148,6 @@ class MemberOptimizer:
         if self.member_axis:
             self.flat.grad = None
 
-    def grad_views(self) -> list[Tensor] | None:
-        """With the member axis: per parameter, a view (of its shape) of its columns in one (K, P) gradient buffer,
-        kept from step to step, for a backward to write the gradients into; :meth:`clip_grad_norm_` then finds
-        them gathered already. None without the member axis."""
-        if not self.member_axis:
-            return None
-        if getattr(self, "_grad_buffer", None) is None:
-            self._grad_buffer = torch.empty_like(self.flat)
-            #: Per parameter, its (K, n) columns of the buffer: each gradient flattened behind the member axis.
-            self._grad_columns = self._grad_buffer.split(self.sizes, dim=1)
-            self._grad_views = [columns.view(p.shape) for p, columns in zip(self.params, self._grad_columns)]
-        return self._grad_views
-
     def clip_grad_norm_(self, max_norm: float) -> Tensor:
         """:func:`clip_grad_norm_per_member` on this role's gradients; with the member axis the clipped gradients
         are gathered into ``flat.grad`` (the norms from each parameter's gradient, as before, so they round the
@@ -159,13 +155,12 @@ class MemberOptimizer:
         if not self.member_axis:
             return clip_grad_norm_per_member(self.params, max_norm)
         grads = self._grads()
-        buffer = getattr(self, "_grad_buffer", None)
-        if buffer is not None and all(g is v for g, v in zip(grads, self._grad_views)):
+        if all(g is v for g, v in zip(grads, self.grad_views)):
             # Written into grad_views' buffer by the backward: gathered already. The norms of its columns are the
             # views' norms (the same elements, flattened as their own flatten(1) gives them: the same per-row
             # reductions as the separate tensors'), without a flatten per view.
-            total, coef = _total_norm_and_coef(self._grad_columns, max_norm)
-            self.flat.grad = buffer.mul_(coef.view(-1, 1))
+            total, coef = _total_norm_and_coef(self.grad_columns, max_norm)
+            self.flat.grad = self.grad_buffer.mul_(coef.view(-1, 1))
         else:
             total, coef = _total_norm_and_coef(grads, max_norm)
             self.flat.grad = self._gathered(grads).mul_(coef.view(-1, 1))

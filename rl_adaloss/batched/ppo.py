@@ -530,7 +530,7 @@ class BatchedPPO:
         all_active = not self.deferred and bool(active.all())
         joint = "joint" in self.optimizers
         # The optimizers' gradient buffers, by parameter name, for the backward to write into (None without them).
-        by_param = {id(p): v for o in self.optimizers.values() for p, v in zip(o.params, o.grad_views() or [])}
+        by_param = {id(p): v for o in self.optimizers.values() for p, v in zip(o.params, o.grad_views or [])}
         grad_out = ({name: by_param[id(p)] for name, p in self.policy.params.items()}
                     if len(by_param) == len(self.policy.params) else None)
         # The layers' operands for every minibatch's forward pass (views: they follow the optimizers' in-place

@@ -66,7 +66,6 @@ def _grid(sweep: str, steps: int) -> dict[str, list[dict]]:
 def _train_batch(configs: list[dict], threads: int, count_reads: bool = False) -> dict:
     import torch
 
-    from rl_adaloss.batched.host import HostReads
     from rl_adaloss.batched.run import build_engine
 
     torch.set_num_threads(threads)
@@ -83,6 +82,10 @@ def _train_batch(configs: list[dict], threads: int, count_reads: bool = False) -
                diverged=sum(d is not None for d in engine.diverged_at))
     if cuda:
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    try:
+        from rl_adaloss.batched.host import HostReads
+    except ImportError:  # an older tree (--code)
+        count_reads = False
     if count_reads:
         with HostReads() as rollout:
             engine.collect_rollouts()
@@ -215,7 +218,7 @@ def run_scaling(args) -> None:
         name = str(codes[c] or ROOT)[-20:]
         print(f"{name:>20} {k:5d} {threads:7d} {rate:12.0f} {rate / k:11.1f} {cpu_rate:10.0f} "
               f"{max(r['peak_rss_mb'] for r in rows):12d} {max(r.get('peak_gpu_mb', 0) for r in rows):7d} "
-              f"{rows[0]['rollout_reads']:13d} {rows[0]['update_reads']:12d}")
+              f"{rows[0].get('rollout_reads', -1):13d} {rows[0].get('update_reads', -1):12d}")
     print(_uptime(), flush=True)
 
 

@@ -98,3 +98,18 @@ def test_deferred_reads_do_not_grow_with_steps_or_minibatches(monkeypatch):
     # The counter sees reads: reading on the host, the engine reads every step and every minibatch.
     immediate_short, immediate_long = reads(64, False, monkeypatch), reads(256, False, monkeypatch)
     assert immediate_long[0] - immediate_short[0] >= 256 - 64 and immediate_long[1] - immediate_short[1] >= 4 * 12
+
+
+def test_a_checkpoint_does_not_carry_the_read_mode(monkeypatch):
+    """Whether reads are deferred belongs to the device a batch runs on: a checkpoint saved in one mode and resumed
+    in the other (a CPU batch resumed on a GPU) takes the mode of the engine it is restored into."""
+    from rl_adaloss.batched.checkpoint import capture, restore
+
+    for saved_mode in (False, True):
+        saved = engine_for(64, deferred=saved_mode, monkeypatch=monkeypatch)
+        saved.collect_rollouts()
+        saved.train()
+        resumed = engine_for(64, deferred=not saved_mode, monkeypatch=monkeypatch)
+        restore(resumed, capture(saved))
+        assert resumed.num_timesteps == saved.num_timesteps
+        assert resumed.deferred is resumed.env.env.deferred is resumed.policy.deferred is (not saved_mode)

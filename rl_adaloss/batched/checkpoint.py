@@ -28,9 +28,8 @@ __all__ = ["capture", "restore", "restore_value", "dumps", "loads", "SKIPPED"]
 
 #: Attributes rebuilt at every rollout or update, not state: the rollout buffer, the last update's statistics, and
 #: an optimizer's gradient buffer, its columns and views (``MemberOptimizer.grad_buffer``: scratch that every
-#: minibatch's backward rewrites; a restored copy would no longer be the views of its buffer). And whether host reads
-#: are deferred: a property of the device the batch runs on now (see :mod:`.host`), not of the one it was saved on.
-SKIPPED = frozenset({"rollout", "stats", "grad_buffer", "grad_columns", "grad_views", "deferred"})
+#: minibatch's backward rewrites; a restored copy would no longer be the views of its buffer).
+SKIPPED = frozenset({"rollout", "stats", "grad_buffer", "grad_columns", "grad_views"})
 _MODULES = ("rl_adaloss.batched", "rl_adaloss.optim")
 
 

@@ -85,8 +85,12 @@ class BatchedEnv:
         self.rng = MemberRNG(seeds, "reset", self.device)
         self.state = torch.zeros(self.members, n_envs, self.state_dim, dtype=torch.float64, device=self.device)
         self.elapsed = torch.zeros(self.members, n_envs, dtype=torch.int64, device=self.device)
-        #: Deferring host reads (see :mod:`.host`): a step then resets in masked form, not reading whether one is done.
-        self.deferred = host.defers_reads(self.device)
+
+    @property
+    def deferred(self) -> bool:
+        """Deferring host reads (see :mod:`.host`): a step then resets in masked form, not reading whether one is
+        done."""
+        return host.defers_reads(self.device)
 
     # -- the dynamics, per subclass -----------------------------------------------------------------------------
 

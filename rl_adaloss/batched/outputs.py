@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rl_adaloss.batched.host import maybe_any
+
 __all__ = ["EpisodeRecorder", "Episode", "MonitorFiles", "update_records", "rollout_records", "explained_variance"]
 
 
@@ -36,18 +38,18 @@ class Episode:
 
 
 class EpisodeRecorder:
-    """Running return and length of every member's and env's training episode; finished ones collected in
-    ``episodes`` until taken. Installed on a :class:`~rl_adaloss.batched.envs.BatchedEnv` by shadowing its
-    ``step`` and ``reset`` (the engine's code is untouched)."""
+    """Running return and length of every member's and env's training episode; finished ones kept until taken.
+    Installed on a :class:`~rl_adaloss.batched.envs.BatchedEnv` by shadowing its ``step`` and ``reset`` (the
+    engine's code is untouched)."""
 
     def __init__(self, env, engine) -> None:
         self.env = env
         self.engine = engine
         self.returns = torch.zeros(env.members, env.n_envs, dtype=torch.float64, device=env.device)
         self.lengths = torch.zeros(env.members, env.n_envs, dtype=torch.int64, device=env.device)
-        self.episodes: list[Episode] = []
-        #: Deferred host reads (the engine's, see :mod:`rl_adaloss.batched.host`): per step, its done mask, returns
-        #: and lengths (on the device), time and step count, read at :meth:`take`.
+        #: The steps at which episodes may have ended, read at :meth:`take`: their done masks, returns and lengths
+        #: (on the device), times and step counts. Every step where the engine defers its host reads (see
+        #: :mod:`rl_adaloss.batched.host`), else only those where an episode ended.
         self._ended: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, int]] = []
         self._step, self._reset = env.step, env.reset
         env.step, env.reset = self.step, self.reset
@@ -62,35 +64,25 @@ class EpisodeRecorder:
         self.returns += result.reward.to(torch.float64)
         self.lengths += 1
         done = result.done
-        # The engine counts this step after the env returns it.
-        step = int(self.engine.num_timesteps) + self.env.n_envs
-        if self.engine.deferred:
+        if maybe_any(done, self.engine.deferred):
+            # The engine counts this step after the env returns it.
+            step = int(self.engine.num_timesteps) + self.env.n_envs
             self._ended.append((done, self.returns.clone(), self.lengths.clone(), time.time(), step))
             self.returns.masked_fill_(done, 0.0)
             self.lengths.masked_fill_(done, 0)
-        elif bool(done.any()):
-            now = time.time()
-            rows = torch.nonzero(done).tolist()
-            values = self.returns[done].tolist()
-            lengths = self.lengths[done].tolist()
-            for (k, i), reward, length in zip(rows, values, lengths):
-                self.episodes.append(Episode(k, i, reward, length, now, step))
-            self.returns[done] = 0.0
-            self.lengths[done] = 0
         return result
 
     def take(self) -> list[Episode]:
         """The episodes that ended since the last call, in the order they ended (by step, member, env)."""
-        if self._ended:
-            ended, self._ended = self._ended, []
-            done = torch.stack([e[0] for e in ended])
-            rows = torch.nonzero(done).tolist()
-            returns = torch.stack([e[1] for e in ended])[done].tolist()
-            lengths = torch.stack([e[2] for e in ended])[done].tolist()
-            self.episodes += [Episode(k, i, reward, length, *ended[t][3:])
-                              for (t, k, i), reward, length in zip(rows, returns, lengths)]
-        episodes, self.episodes = self.episodes, []
-        return episodes
+        if not self._ended:
+            return []
+        ended, self._ended = self._ended, []
+        done = torch.stack([e[0] for e in ended])
+        rows = torch.nonzero(done).tolist()
+        returns = torch.stack([e[1] for e in ended])[done].tolist()
+        lengths = torch.stack([e[2] for e in ended])[done].tolist()
+        return [Episode(k, i, reward, length, *ended[t][3:])
+                for (t, k, i), reward, length in zip(rows, returns, lengths)]
 
     def state(self) -> dict[str, Any]:
         return {"returns": self.returns.clone(), "lengths": self.lengths.clone()}
@@ -98,7 +90,7 @@ class EpisodeRecorder:
     def load_state(self, state: dict[str, Any]) -> None:
         self.returns.copy_(state["returns"])
         self.lengths.copy_(state["lengths"])
-        self.episodes, self._ended = [], []
+        self._ended = []
 
 
 class MonitorFiles:

@@ -112,8 +112,6 @@ class BatchedActorCritic:
             raise UsageError(f"policy_kwargs.activation_fn: unknown activation {activation_fn!r}")
         self.members = len(seeds)
         self.device = torch.device(device)
-        #: Deferring host reads (see :mod:`.host`): :meth:`act` then checks every distribution, not reading whether to.
-        self.deferred = host.defers_reads(self.device)
         self.use_sde, self.full_std, self.use_expln = use_sde, full_std, use_expln
         self.activation = ACTIVATIONS[activation_fn]
         self.activation_backward = _ACTIVATION_BACKWARD[activation_fn]
@@ -148,6 +146,12 @@ class BatchedActorCritic:
         self._layer_indices: dict[str, list[int]] = {}  # per MLP prefix, its layers' indices (see _mlp_backward)
         self._grad_out: dict[str, Tensor] | None = None  # backward's ``out``, while it runs
         self._prepared: dict[int, tuple[Tensor, Tensor]] | None = None  # see prepare()
+
+    @property
+    def deferred(self) -> bool:
+        """Deferring host reads (see :mod:`.host`): :meth:`act` then checks every distribution, not reading whether
+        to."""
+        return host.defers_reads(self.device)
 
     # -- SB3 interop ------------------------------------------------------------------------------------------
 
@@ -356,9 +360,7 @@ class BatchedActorCritic:
         if self.use_sde:
             # scale = sqrt(latent_pi**2 @ std**2 + eps), latent_pi detached (SB3's learn_features=False).
             grad_variance = grad_scale / (2 * scale)
-            std = saved.get("sde_std")
-            if std is None:
-                std = self._sde_std()
+            std = saved["sde_std"]
             grad_std = _member_bmm(latent_pi.square().transpose(1, 2), grad_variance) * (2 * std)
             if not self.full_std:
                 grad_std = grad_std.sum(dim=-1, keepdim=True)

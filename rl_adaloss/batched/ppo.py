@@ -344,12 +344,16 @@ class BatchedPPO:
         self.diverged_reason: list[str | None] = [None] * self.members
         #: Deferred host reads (see :mod:`.host`): the divergences met meanwhile, per reason the (K,) step at which
         #: each member first met it (-1: not), kept on the device until :meth:`_settle` reads them.
-        self.deferred = host.defers_reads(self.device)
         self._pending: dict[str, Tensor] = {}
         self.last_obs: Tensor | None = None
         self.last_episode_starts: Tensor | None = None
         self.rollout: Rollout | None = None
         self.stats = UpdateStats()
+
+    @property
+    def deferred(self) -> bool:
+        """Whether host reads are deferred: a property of the device the engine runs on (see :mod:`.host`)."""
+        return host.defers_reads(self.device)
 
     # -- divergence ---------------------------------------------------------------------------------------------
 
@@ -538,9 +542,9 @@ class BatchedPPO:
         self.policy.prepare()
         # _loss_grad_factors while every member is active, by minibatch size (the masks of the others vary).
         loss_grad_factors: dict[int, tuple[Tensor, ...]] = {}
-        # Deferred, the epochs go on after every member has stopped (a step of no member changes nothing); an epoch
-        # that would not have been entered takes no words of the permutation streams, and SB3's count of the epochs
-        # run is kept on the device.
+        # SB3's count of the epochs run, kept on the device: deferred, the epochs go on after every member has
+        # stopped (a step of no member changes nothing), and such an epoch neither counts nor takes words of the
+        # permutation streams. (Reading, every epoch entered has a member active.)
         epochs_run = torch.zeros((), dtype=torch.int64, device=self.device)
         stream = self.permutation_rng
         for epoch in range(self.ppo.n_epochs):
@@ -548,9 +552,8 @@ class BatchedPPO:
                 break
             entered, words_used = active.any(), stream.counter.clone()
             order = permutations(epoch).to(self.device)
-            if self.deferred:
-                epochs_run += entered
-                stream.counter = torch.where(entered, stream.counter, words_used)
+            stream.counter = torch.where(entered, stream.counter, words_used)
+            epochs_run += entered
             shuffled = rows.index_select(0, (order + member_offsets).reshape(-1)).view(K, N, D)
             for start in range(0, N, B):
                 if not all_active and not maybe_any(active, self.deferred):
@@ -650,7 +653,6 @@ class BatchedPPO:
                 for role, optimizer in self.optimizers.items():
                     optimizer.clip_grad_norm_(self.ppo.max_grad_norm)
                     optimizer.step(losses[role], active, all_finite=fast)
-            self.n_updates += not self.deferred
         self.policy.release()
         self._check_finite(finite_losses)
         self.n_updates += int(epochs_run)
